@@ -1,0 +1,1 @@
+"""Recorded and synthetic market data: instrument definitions, tape generators, importers, catalogs."""
