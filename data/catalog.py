@@ -105,30 +105,34 @@ class Tape:
     start_ns: int
     end_ns: int
 
-    def chunks(
+    def parts(
         self,
         start_ns: int | None = None,
         end_ns: int | None = None,
         chunk_ns: int = 15 * 60 * 1_000_000_000,
-    ) -> Iterator[list[OrderBookDeltas | TradeTick]]:
-        """Yield the tape in time order, chunk by chunk, as engine-ready data.
+    ) -> Iterator[tuple[list[OrderBookDeltas], list[TradeTick]]]:
+        """Yield the tape window chunk by chunk as (book batches, trades), each in time order.
 
-        Deltas are grouped into `OrderBookDeltas` batches ending at each F_LAST delta. At equal
-        timestamps trades come before the book batch: the prints of a block happened before the
-        block's resulting book state was published.
+        Deltas are grouped into `OrderBookDeltas` batches ending at each F_LAST delta.
         """
         lo = self.start_ns if start_ns is None else max(start_ns, self.start_ns)
         hi = self.end_ns if end_ns is None else min(end_ns, self.end_ns)
-        t = lo
         ident = [str(self.instrument.id)]
+        t = lo
         while t <= hi:
             t_end = min(t + chunk_ns - 1, hi)
             deltas = self.catalog.query(OrderBookDelta, identifiers=ident, start=t, end=t_end)
             trades = self.catalog.query(TradeTick, identifiers=ident, start=t, end=t_end)
-            merged = merge_stream(batch_deltas(deltas), trades)
-            if merged:
-                yield merged
+            if deltas or trades:
+                yield batch_deltas(deltas), trades
             t = t_end + 1
+
+    def chunks(
+        self, start_ns: int | None = None, end_ns: int | None = None
+    ) -> Iterator[list[OrderBookDeltas | TradeTick]]:
+        """Yield the tape as one time-ordered stream per chunk (see `merge_stream`)."""
+        for batches, trades in self.parts(start_ns, end_ns):
+            yield merge_stream(batches, trades)
 
     def events(self, start_ns: int | None = None, end_ns: int | None = None) -> int:
         """Count of individual records (deltas + trades) in the window, as `events_processed` counts."""
@@ -158,7 +162,8 @@ def batch_deltas(deltas: list[OrderBookDelta]) -> list[OrderBookDeltas]:
 def merge_stream(
     batches: list[OrderBookDeltas], trades: list[TradeTick]
 ) -> list[OrderBookDeltas | TradeTick]:
-    """Merge by ts_init; on ties trades first (stable)."""
+    """Merge by ts_init; on ties trades first: a block's prints happened before the block's
+    resulting book state was published."""
     keyed = [(t.ts_init, 0, i, t) for i, t in enumerate(trades)]
     keyed += [(b.ts_init, 1, i, b) for i, b in enumerate(batches)]
     keyed.sort(key=lambda k: k[:3])

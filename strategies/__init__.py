@@ -1,0 +1,1 @@
+"""FlashMM trading logic, written against NautilusTrader's Strategy/Actor API (never an adapter)."""

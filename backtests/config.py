@@ -1,0 +1,80 @@
+"""The backtest config file: `[run]`, `[venue]` and `[strategy]` tables, typed and strict.
+
+Relative paths are resolved against the config file's directory, so a config runs the same from
+any working directory. The fully resolved config is written into every run directory.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from strategies.config import ConfigError, MarketMakerConfig, parse_strategy_config
+
+
+class RunSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    name: str = "run"
+    seed: int = 0
+    catalog: str = ""
+    instrument_id: str = ""
+    start: str = ""  # ISO time, or an offset from the tape start like "+30min"; "" = tape start
+    end: str = ""
+    out: str = "runs"
+    sample_interval_ms: int = 1_000  # equity.parquet sampling step
+    chunk_minutes: int = 15  # data streamed into the engine this many minutes at a time
+
+
+class VenueSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    book_type: Literal["L2_MBP"] = "L2_MBP"
+    # "cross" is NautilusTrader's own matching: a resting order fills only when the book crosses it.
+    fill_model: Literal["cross"] = "cross"
+    latency_ms: float = 400.0  # one Sei block, applied to inserts and cancels
+    maker_fee: float = 0.0
+    taker_fee: float = 0.0005
+    starting_quote: float = 10_000.0  # USDC
+    starting_base: float = 25_000.0  # SEI; spot, so selling needs inventory to sell
+
+
+class BacktestConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    run: RunSection = RunSection()
+    venue: VenueSection = VenueSection()
+    strategy: dict[str, Any] = {}
+
+    def strategy_config(self) -> MarketMakerConfig:
+        return parse_strategy_config(self.strategy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BacktestConfig:
+    """Read and validate a TOML config; `overrides` maps "section.key" to a value."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        raw.setdefault(section, {})[key] = value
+    catalog = raw.get("run", {}).get("catalog")
+    if catalog and not Path(catalog).is_absolute():
+        raw["run"]["catalog"] = str((path.parent / catalog).resolve())
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> BacktestConfig:
+    try:
+        config = msgspec.convert(raw, BacktestConfig)
+    except msgspec.ValidationError as exc:
+        message = str(exc).replace("Object contains unknown field", "unknown key").replace("`$.", "`")
+        raise ConfigError(f"{source}: {message}") from None
+    config.strategy_config()  # validate now, not halfway through a run
+    if not config.run.catalog:
+        raise ConfigError(f"{source}: run.catalog is required (or pass --catalog)")
+    return config

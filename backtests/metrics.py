@@ -1,0 +1,260 @@
+"""Market-making analytics for a run, computed from what the recorder saw.
+
+Definitions (all money in the quote currency, USDC; inventory in base units, SEI):
+
+- Marking is at mid. ``mid`` is the market's mid (excluding our quotes) from the recorded top of
+  book. At equal timestamps a fill is ordered before the book update: the fill happened against
+  the book that was showing, so ``mid_at_fill`` is the last mid strictly before the fill.
+- ``pnl_total``: equity at the end minus at the start, equity = cash + inventory * mid, where cash
+  and inventory count only what the strategy's fills changed (starting balances are funding).
+- ``pnl_spread_capture``: sum over fills of side * (mid_at_fill - price) * qty.
+- ``pnl_inventory``: sum over mid changes of inventory held * change in mid.
+- ``fees_paid``: commissions paid (negative when rebates dominate).
+  Identity: pnl_spread_capture + pnl_inventory - fees_paid == pnl_total.
+- ``fill_count``: fill events; ``maker_volume``: base quantity filled as maker;
+  ``turnover``: traded notional (USDC).
+- ``fill_ratio``: orders that received any fill / orders submitted.
+- ``cancel_to_fill``: cancels confirmed by the venue / fill events (null without fills).
+- ``quote_uptime``: share of the run's time with at least one live bid and one live ask.
+- ``markout_bps``: for horizon h, qty-weighted mean of side * (mid(t+h) - price) / price * 1e4
+  over fills whose t+h lies inside the data; positive means the fill was good for us.
+- ``inventory_mean/std/max_abs``: time-weighted over the run window.
+- ``time_at_limit_pct``: % of time the inventory leaves less than one ``order_size`` of room
+  before max_position or max_notional on its side (the strategy cannot post a full first level).
+- ``sharpe``/``sortino``: of 1-minute equity changes, annualised with sqrt(525,600) (24/7);
+  sortino uses the root mean square of negative changes. Null when undefined.
+- ``max_drawdown``: largest fall of equity from a running peak (USDC, positive).
+- ``spread_improvement_pct``: time-weighted mean over the run of 100 * (S_mkt - S_comb) / S_mkt,
+  where S_mkt = market ask - market bid and S_comb = min(market ask, our best ask) -
+  max(market bid, our best bid); a side we are not quoting counts as the market's. 0 when we
+  never improve the inside, 50 when we halve it on average.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+MARKOUT_HORIZONS = {"0.4s": 0.4, "2s": 2.0, "10s": 10.0, "60s": 60.0}
+NS = 1_000_000_000
+MINUTES_PER_YEAR = 525_600
+
+TOB_COLUMNS = ["ts", "bid", "ask", "bid_size", "ask_size"]
+FILL_COLUMNS = ["ts", "client_order_id", "venue_order_id", "trade_id", "side", "price", "qty",
+                "liquidity", "commission", "commission_currency"]
+QUOTE_COLUMNS = ["ts", "bid", "bid_qty", "ask", "ask_qty", "n_bids", "n_asks"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    order_size: float
+    max_position: float
+    max_notional: float
+
+
+@dataclass
+class Analytics:
+    metrics: dict
+    equity: pd.DataFrame
+    fills: pd.DataFrame
+
+
+def compute(
+    tob: pd.DataFrame,
+    fills: pd.DataFrame,
+    quotes: pd.DataFrame,
+    orders: pd.DataFrame,
+    limits: Limits,
+    start_ns: int,
+    end_ns: int,
+    sample_interval_ns: int = NS,
+) -> Analytics:
+    if tob.empty:
+        raise ValueError("no top-of-book was recorded: the tape window holds no book data")
+    tob = tob.sort_values("ts", kind="stable").reset_index(drop=True)
+    fills = fills.sort_values("ts", kind="stable").reset_index(drop=True).copy()
+    tob_ts = tob["ts"].to_numpy(np.int64)
+    mid = ((tob["bid"] + tob["ask"]) / 2).to_numpy(float)
+    timeline = _timeline(tob_ts, mid, fills)
+    fills["mid_at_fill"] = timeline.loc[timeline.kind == 0, "mid"].to_numpy()
+
+    metrics: dict = {}
+    last = timeline.iloc[-1]
+    metrics["pnl_total"] = float(last.equity)
+    metrics["pnl_spread_capture"] = float(last.spread)
+    metrics["pnl_inventory"] = float(last.inv_pnl)
+    metrics["fees_paid"] = float(last.fees)
+    metrics["fill_count"] = int(len(fills))
+    maker = fills["liquidity"] == "MAKER"
+    metrics["maker_volume"] = float(fills.loc[maker, "qty"].sum())
+    submitted = len(orders)
+    filled_orders = int((orders["filled_qty"] > 0).sum()) if submitted else 0
+    metrics["fill_ratio"] = filled_orders / submitted if submitted else None
+    cancels = int((orders["status"] == "CANCELED").sum()) if submitted else 0
+    metrics["cancel_to_fill"] = cancels / len(fills) if len(fills) else None
+    metrics["quote_uptime"] = _quote_uptime(quotes, start_ns, end_ns)
+    metrics["markout_bps"] = _markouts(fills, tob_ts, mid, end_ns)
+    inv_stats = _inventory_stats(timeline, limits, start_ns, end_ns)
+    metrics.update(inv_stats)
+    equity_1m = _sample(timeline, start_ns, end_ns, 60 * NS)["equity"].to_numpy(float)
+    metrics["sharpe"], metrics["sortino"] = _sharpe_sortino(np.diff(equity_1m))
+    eq = timeline["equity"].to_numpy(float)
+    metrics["max_drawdown"] = float(np.max(np.maximum.accumulate(np.concatenate([[0.0], eq]))[1:] - eq)) if len(eq) else 0.0
+    metrics["turnover"] = float((fills["price"] * fills["qty"]).sum())
+    metrics["spread_improvement_pct"] = _spread_improvement(tob, quotes, start_ns, end_ns)
+
+    for horizon, seconds in MARKOUT_HORIZONS.items():
+        fills[f"markout_{horizon}_bps"] = _fill_markouts(fills, tob_ts, mid, end_ns, int(seconds * NS))
+    equity = _sample(timeline, start_ns, end_ns, sample_interval_ns)
+    return Analytics(metrics=_clean(metrics), equity=equity, fills=fills)
+
+
+def _timeline(tob_ts: np.ndarray, mid: np.ndarray, fills: pd.DataFrame) -> pd.DataFrame:
+    """Mid updates and fills in one sequence, with the running PnL components at each row."""
+    n_t, n_f = len(tob_ts), len(fills)
+    ts = np.concatenate([tob_ts, fills["ts"].to_numpy(np.int64)])
+    kind = np.concatenate([np.ones(n_t, np.int8), np.zeros(n_f, np.int8)])  # fills first on ties
+    mid_col = np.concatenate([mid, np.full(n_f, np.nan)])
+    side = np.concatenate([np.zeros(n_t), fills["side"].to_numpy(float)])
+    px = np.concatenate([np.zeros(n_t), fills["price"].to_numpy(float)])
+    qty = np.concatenate([np.zeros(n_t), fills["qty"].to_numpy(float)])
+    fee = np.concatenate([np.zeros(n_t), _fees_in_quote(fills)])
+    order = np.lexsort((kind, ts))
+    ts, kind, mid_col, side, px, qty, fee = (a[order] for a in (ts, kind, mid_col, side, px, qty, fee))
+    mid_ff = pd.Series(mid_col).ffill().to_numpy()
+    if n_f and np.isnan(mid_ff[kind == 0]).any():
+        raise ValueError("a fill happened before any top of book was recorded")
+    mid_ff = np.nan_to_num(mid_ff)
+    inv = np.cumsum(side * qty)
+    cash = np.cumsum(-side * px * qty - fee)
+    spread = np.cumsum(np.where(kind == 0, side * (mid_ff - px) * qty, 0.0))
+    fees = np.cumsum(fee)
+    prev_mid = np.concatenate([[np.nan], pd.Series(mid_col).ffill().to_numpy()[:-1]])
+    dmid = np.where((kind == 1) & ~np.isnan(prev_mid), mid_col - prev_mid, 0.0)
+    inv_pnl = np.cumsum(inv * dmid)
+    return pd.DataFrame({
+        "ts": ts, "kind": kind, "mid": mid_ff, "inventory": inv, "cash": cash,
+        "equity": cash + inv * mid_ff, "spread": spread, "inv_pnl": inv_pnl, "fees": fees,
+    })
+
+
+def _fees_in_quote(fills: pd.DataFrame) -> np.ndarray:
+    """Commissions in USDC; a commission charged in the base currency is valued at the fill price."""
+    if fills.empty:
+        return np.zeros(0)
+    fee = fills["commission"].to_numpy(float)
+    in_base = (fills["commission_currency"] != "USDC").to_numpy()
+    return np.where(in_base, fee * fills["price"].to_numpy(float), fee)
+
+
+def _sample(timeline: pd.DataFrame, start_ns: int, end_ns: int, step_ns: int) -> pd.DataFrame:
+    grid = np.arange(start_ns, end_ns + 1, step_ns, dtype=np.int64)
+    if grid[-1] != end_ns:
+        grid = np.append(grid, end_ns)
+    idx = np.searchsorted(timeline["ts"].to_numpy(np.int64), grid, side="right") - 1
+    cols = ["mid", "inventory", "cash", "equity", "spread", "inv_pnl", "fees"]
+    out = pd.DataFrame({"ts": grid})
+    for col in cols:
+        values = timeline[col].to_numpy(float)
+        out[col] = np.where(idx >= 0, values[np.clip(idx, 0, None)], 0.0 if col != "mid" else np.nan)
+    out = out.rename(columns={"spread": "pnl_spread_capture", "inv_pnl": "pnl_inventory", "fees": "fees_paid"})
+    out["pnl_total"] = out["equity"]
+    return out
+
+
+def _durations(ts: np.ndarray, start_ns: int, end_ns: int) -> np.ndarray:
+    """Time each step-function row holds, clipped to the run window."""
+    ts = np.clip(ts, start_ns, end_ns)
+    nxt = np.append(ts[1:], end_ns)
+    return np.maximum(nxt - ts, 0).astype(float)
+
+
+def _quote_uptime(quotes: pd.DataFrame, start_ns: int, end_ns: int) -> float:
+    if quotes.empty or end_ns <= start_ns:
+        return 0.0
+    ts = quotes["ts"].to_numpy(np.int64)
+    two_sided = ((quotes["n_bids"] > 0) & (quotes["n_asks"] > 0)).to_numpy()
+    return float((_durations(ts, start_ns, end_ns) * two_sided).sum() / (end_ns - start_ns))
+
+
+def _fill_markouts(fills: pd.DataFrame, tob_ts: np.ndarray, mid: np.ndarray, end_ns: int, h: int) -> np.ndarray:
+    if fills.empty:
+        return np.zeros(0)
+    target = fills["ts"].to_numpy(np.int64) + h
+    idx = np.searchsorted(tob_ts, target, side="right") - 1
+    px = fills["price"].to_numpy(float)
+    out = fills["side"].to_numpy(float) * (mid[np.clip(idx, 0, None)] - px) / px * 1e4
+    return np.where(target <= end_ns, out, np.nan)
+
+
+def _markouts(fills: pd.DataFrame, tob_ts: np.ndarray, mid: np.ndarray, end_ns: int) -> dict:
+    result = {}
+    for horizon, seconds in MARKOUT_HORIZONS.items():
+        m = _fill_markouts(fills, tob_ts, mid, end_ns, int(seconds * NS))
+        ok = ~np.isnan(m)
+        w = fills["qty"].to_numpy(float)[ok] if len(fills) else np.zeros(0)
+        result[horizon] = float(np.sum(m[ok] * w) / np.sum(w)) if w.sum() > 0 else None
+    return result
+
+
+def _inventory_stats(timeline: pd.DataFrame, limits: Limits, start_ns: int, end_ns: int) -> dict:
+    ts = timeline["ts"].to_numpy(np.int64)
+    inv = timeline["inventory"].to_numpy(float)
+    mid = timeline["mid"].to_numpy(float)
+    dur = _durations(ts, start_ns, end_ns)
+    total = dur.sum()
+    if total <= 0:
+        return {"inventory_mean": 0.0, "inventory_std": 0.0, "inventory_max_abs": float(np.abs(inv).max(initial=0)),
+                "time_at_limit_pct": 0.0}
+    mean = float((inv * dur).sum() / total)
+    std = float(math.sqrt(max(((inv - mean) ** 2 * dur).sum() / total, 0.0)))
+    room = np.minimum(limits.max_position - np.abs(inv), limits.max_notional / np.where(mid > 0, mid, np.inf) - np.abs(inv))
+    at_limit = room < limits.order_size
+    return {
+        "inventory_mean": mean,
+        "inventory_std": std,
+        "inventory_max_abs": float(np.abs(inv).max(initial=0.0)),
+        "time_at_limit_pct": float(100 * (dur * at_limit).sum() / total),
+    }
+
+
+def _sharpe_sortino(changes: np.ndarray) -> tuple[float | None, float | None]:
+    if len(changes) < 2:
+        return None, None
+    mean, std = changes.mean(), changes.std(ddof=1)
+    downside = math.sqrt(np.mean(np.minimum(changes, 0.0) ** 2))
+    ann = math.sqrt(MINUTES_PER_YEAR)
+    sharpe = float(mean / std * ann) if std > 0 else None
+    sortino = float(mean / downside * ann) if downside > 0 else None
+    return sharpe, sortino
+
+
+def _spread_improvement(tob: pd.DataFrame, quotes: pd.DataFrame, start_ns: int, end_ns: int) -> float:
+    if quotes.empty or end_ns <= start_ns:
+        return 0.0
+    ts = np.union1d(tob["ts"].to_numpy(np.int64), quotes["ts"].to_numpy(np.int64))
+    ti = np.searchsorted(tob["ts"].to_numpy(np.int64), ts, side="right") - 1
+    qi = np.searchsorted(quotes["ts"].to_numpy(np.int64), ts, side="right") - 1
+    valid = ti >= 0
+    mb = tob["bid"].to_numpy(float)[np.clip(ti, 0, None)]
+    ma = tob["ask"].to_numpy(float)[np.clip(ti, 0, None)]
+    ob = np.where(qi >= 0, quotes["bid"].to_numpy(float)[np.clip(qi, 0, None)], np.nan)
+    oa = np.where(qi >= 0, quotes["ask"].to_numpy(float)[np.clip(qi, 0, None)], np.nan)
+    best_bid = np.where(np.isnan(ob), mb, np.maximum(mb, np.nan_to_num(ob, nan=-np.inf)))
+    best_ask = np.where(np.isnan(oa), ma, np.minimum(ma, np.nan_to_num(oa, nan=np.inf)))
+    s_mkt = ma - mb
+    s_comb = np.maximum(best_ask - best_bid, 0.0)
+    improvement = np.where(valid & (s_mkt > 0), np.clip((s_mkt - s_comb) / np.where(s_mkt > 0, s_mkt, 1), 0, 1), 0.0)
+    dur = _durations(ts, start_ns, end_ns)
+    return float(100 * (improvement * dur).sum() / (end_ns - start_ns))
+
+
+def _clean(value):
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

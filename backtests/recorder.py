@@ -1,0 +1,95 @@
+"""Records what a run's analytics need, as it happens: the market's top of book and our quotes.
+
+The recorder is an Actor beside the strategy, so the strategy carries no bookkeeping for reports.
+It follows the strategy's order events on the message bus and keeps its own view of which of our
+orders are live at the venue (accepted and not yet closed), which is what `quotes.parquet` shows.
+"""
+
+from __future__ import annotations
+
+from nautilus_trader.common.actor import Actor
+from nautilus_trader.config import ActorConfig
+from nautilus_trader.model.enums import BookType, LiquiditySide, OrderSide
+from nautilus_trader.model.events import (
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+)
+from nautilus_trader.model.identifiers import InstrumentId, StrategyId
+
+
+class RecorderConfig(ActorConfig, frozen=True):
+    instrument_id: InstrumentId
+    strategy_id: StrategyId
+
+
+class RunRecorder(Actor):
+    def __init__(self, config: RecorderConfig) -> None:
+        super().__init__(config)
+        self.instrument_id = config.instrument_id
+        self.strategy_id = config.strategy_id
+        self.tob: list[tuple[int, float, float, float, float]] = []
+        self.fills: list[tuple] = []
+        self.quotes: list[tuple] = []  # ts, bid, bid_qty, ask, ask_qty, n_bids, n_asks (None = no quote)
+        self.submitted = 0
+        self.live: dict[str, tuple[bool, float, float]] = {}  # coid -> (is_buy, price, leaves)
+        self._last_top: tuple[float, float, float, float] | None = None
+        self._last_quote: tuple | None = None
+
+    def on_start(self) -> None:
+        self.subscribe_order_book_deltas(self.instrument_id, book_type=BookType.L2_MBP)
+        self.msgbus.subscribe(topic=f"events.order.{self.strategy_id}", handler=self._on_order_event)
+
+    def on_order_book_deltas(self, deltas) -> None:
+        book = self.cache.order_book(self.instrument_id)
+        bid, ask = book.best_bid_price(), book.best_ask_price()
+        if bid is None or ask is None:
+            return
+        top = (float(bid), float(ask), float(book.best_bid_size()), float(book.best_ask_size()))
+        if top != self._last_top:
+            self._last_top = top
+            self.tob.append((deltas.ts_event, *top))
+
+    def _on_order_event(self, event) -> None:
+        coid = event.client_order_id.value
+        if isinstance(event, OrderSubmitted):
+            self.submitted += 1
+            return
+        if isinstance(event, OrderAccepted):
+            order = self.cache.order(event.client_order_id)
+            self.live[coid] = (order.side == OrderSide.BUY, float(order.price), float(order.leaves_qty))
+        elif isinstance(event, OrderFilled):
+            self.fills.append((
+                event.ts_event, coid, event.venue_order_id.value, event.trade_id.value,
+                1 if event.order_side == OrderSide.BUY else -1, float(event.last_px),
+                float(event.last_qty), "MAKER" if event.liquidity_side == LiquiditySide.MAKER else "TAKER",
+                float(event.commission), event.commission.currency.code,
+            ))
+            if coid in self.live:
+                is_buy, px, leaves = self.live[coid]
+                leaves -= float(event.last_qty)
+                if leaves > 1e-12:
+                    self.live[coid] = (is_buy, px, leaves)
+                else:
+                    del self.live[coid]
+        elif isinstance(event, (OrderCanceled, OrderExpired, OrderRejected)):
+            self.live.pop(coid, None)
+        else:
+            return
+        self._record_quote(event.ts_event)
+
+    def _record_quote(self, ts: int) -> None:
+        bids = [(px, q) for is_buy, px, q in self.live.values() if is_buy]
+        asks = [(px, q) for is_buy, px, q in self.live.values() if not is_buy]
+        bid = max((px for px, _ in bids), default=None)
+        ask = min((px for px, _ in asks), default=None)
+        row = (
+            bid, sum(q for px, q in bids if px == bid), ask, sum(q for px, q in asks if px == ask),
+            len(bids), len(asks),
+        )
+        if row != self._last_quote:
+            self._last_quote = row
+            self.quotes.append((ts, *row))

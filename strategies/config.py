@@ -1,0 +1,107 @@
+"""Typed, frozen configuration for the market maker; unknown keys are rejected, not ignored.
+
+A typo in a risk limit that silently falls back to a default is how market makers lose money, so
+every field is typed and every unknown key is an error naming the key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from nautilus_trader.common.config import msgspec_decoding_hook
+from nautilus_trader.model.identifiers import InstrumentId
+from nautilus_trader.trading.config import StrategyConfig
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+class MarketMakerConfig(StrategyConfig, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Market maker parameters. Prices in bps are relative to fair value; sizes in base units (SEI).
+
+    Spread models
+    -------------
+    fixed               half spread = ``half_spread_bps``.
+    avellaneda_stoikov  reservation r = s - q*gamma*sigma^2*tau, total spread
+                        gamma*sigma^2*tau + (2/gamma)*ln(1 + gamma/kappa), tau = ``as_horizon_secs``.
+    glft                Gueant-Lehalle-Fernandez-Tapia closed form (as in hftbacktest's tutorial):
+                        c1 = ln(1 + gamma/k)/gamma, c2 = sqrt(gamma/(2*A*k) * (1+gamma/k)^(k/gamma+1)),
+                        half spread = c1 + sigma*c2/2, skew = sigma*c2 per unit of q.
+    Both model-based spreads work in ticks: sigma is the mid's volatility in ticks per
+    sqrt(second) over ``vol_window_secs``, kappa and k are per tick, and q is the inventory
+    (minus target) in units of ``order_size``.
+    ``linear_skew_bps`` (a price skew) and ``size_skew`` apply on top of any model.
+    """
+
+    instrument_id: InstrumentId
+    # Quote ladder
+    levels: int = 3
+    level_spacing_ticks: int = 1
+    order_size: float = 200.0
+    size_growth: float = 1.0
+    # Spread model
+    spread_model: Literal["fixed", "avellaneda_stoikov", "glft"] = "fixed"
+    half_spread_bps: float = 4.0
+    min_spread_bps: float = 2.0
+    gamma: float = 0.1
+    kappa: float = 1.5
+    glft_a: float = 1.0
+    glft_k: float = 1.5
+    as_horizon_secs: float = 60.0
+    vol_window_secs: float = 60.0
+    fair_value: Literal["mid", "microprice"] = "mid"
+    # Inventory
+    inventory_target: float = 0.0
+    linear_skew_bps: float = 2.0
+    size_skew: float = 0.5
+    max_position: float = 5_000.0
+    max_notional: float = 2_500.0
+    # Requoting
+    requote_interval_ms: int = 400
+    requote_tolerance_bps: float = 1.0
+    max_order_age_secs: float = 30.0
+    # Signal hook (a no-op until an ML signal source is plugged in)
+    signal_max_age_ms: int = 2_000
+    signal_max_shift_bps: float = 5.0
+    signal_min_spread_scale: float = 0.7
+    signal_max_spread_scale: float = 1.5
+    # Risk guards
+    max_loss: float = 250.0
+    max_drawdown: float = 250.0
+    stale_after_secs: float = 5.0
+    max_orders_per_sec: float = 20.0
+
+    def __post_init__(self) -> None:
+        positive = ("levels", "order_size", "size_growth", "max_position", "max_notional",
+                    "requote_interval_ms", "max_order_age_secs", "stale_after_secs",
+                    "max_orders_per_sec", "vol_window_secs", "as_horizon_secs", "gamma", "kappa",
+                    "glft_a", "glft_k", "max_loss", "max_drawdown")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"strategy.{name} must be > 0, got {getattr(self, name)!r}")
+        non_negative = ("level_spacing_ticks", "half_spread_bps", "min_spread_bps",
+                        "requote_tolerance_bps", "linear_skew_bps", "size_skew",
+                        "signal_max_age_ms", "signal_max_shift_bps")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"strategy.{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.levels > 1 and self.level_spacing_ticks < 1:
+            raise ConfigError("strategy.level_spacing_ticks must be >= 1 when levels > 1")
+        if not 0 < self.signal_min_spread_scale <= 1 <= self.signal_max_spread_scale:
+            raise ConfigError("strategy.signal_min_spread_scale <= 1 <= signal_max_spread_scale must hold")
+        if abs(self.inventory_target) >= self.max_position:
+            raise ConfigError("strategy.inventory_target must lie strictly inside +-max_position")
+
+
+def parse_strategy_config(raw: dict[str, Any]) -> MarketMakerConfig:
+    """Build the config from a TOML/JSON mapping; errors name the offending key."""
+    try:
+        return msgspec.convert(raw, MarketMakerConfig, dec_hook=msgspec_decoding_hook, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"[strategy] {_friendly(str(exc))}") from None
+
+
+def _friendly(message: str) -> str:
+    return message.replace("Object contains unknown field", "unknown key").replace("`$.", "`")

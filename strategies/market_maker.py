@@ -1,0 +1,321 @@
+"""FlashMM market maker: a quote ladder around a skewed fair value, with its own order tracking.
+
+Working orders are tracked here, from submit to terminal event, instead of asking the cache:
+`cache.orders_open()` misses orders still in flight and scans every order ever seen, which both
+leaks in-flight orders on cancel-replace and slows down as a session ages.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from nautilus_trader.model.book import OrderBook
+from nautilus_trader.model.enums import BookType, OrderSide, TimeInForce
+from nautilus_trader.model.events import (
+    OrderAccepted,
+    OrderCanceled,
+    OrderCancelRejected,
+    OrderDenied,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+)
+from nautilus_trader.model.identifiers import ClientOrderId
+from nautilus_trader.trading.strategy import Strategy
+
+from strategies.config import MarketMakerConfig
+from strategies.control import HALT_ENDPOINT
+from strategies.quoting import BUY, Grid, Quote, Top, build_ladder, capacities
+from strategies.signal import NoSignal, SignalSource, effective_signal
+
+PENDING, WORKING, CANCELLING = "pending", "working", "cancelling"
+NS = 1_000_000_000
+
+
+@dataclass
+class WorkingOrder:
+    side: str
+    price_ticks: int
+    leaves: float
+    ts_submitted: int
+    state: str = PENDING
+    cancel_on_accept: bool = False
+
+
+class RollingVol:
+    """Mid volatility per sqrt(second) from squared log returns over a time window."""
+
+    def __init__(self, window_ns: int) -> None:
+        self.window_ns = window_ns
+        self.points: deque[tuple[int, float]] = deque()
+        self.sum_sq = 0.0
+        self.last: tuple[int, float] | None = None
+
+    def update(self, ts: int, mid: float) -> None:
+        if self.last is not None and mid != self.last[1]:
+            r = math.log(mid / self.last[1])
+            self.points.append((ts, r * r))
+            self.sum_sq += r * r
+        self.last = (ts, mid)
+        while self.points and self.points[0][0] < ts - self.window_ns:
+            self.sum_sq -= self.points.popleft()[1]
+
+    def sigma(self, mid: float) -> float:
+        """Volatility in price units per sqrt(second)."""
+        return math.sqrt(max(self.sum_sq, 0.0) / (self.window_ns / NS)) * mid
+
+
+class MarketMaker(Strategy):
+    """Quotes a ladder on both sides; the same class runs in backtests and on the live node."""
+
+    def __init__(self, config: MarketMakerConfig) -> None:
+        super().__init__(config)
+        self.cfg = config
+        self.signal_source: SignalSource = NoSignal()
+        self.orders: dict[ClientOrderId, WorkingOrder] = {}
+        self.inventory = 0.0  # net base bought since start
+        self.cash = 0.0  # quote received minus paid, after fees
+        self.peak_pnl = 0.0
+        self.halted = False
+        self.halt_reason = ""
+        self.stale = False
+        self.book: OrderBook | None = None
+        self.last_book_ns = 0
+        self.last_quote_fair = 0.0
+        self.actions: deque[int] = deque()  # timestamps of submits/cancels, for the rate cap
+        self.vol = RollingVol(int(config.vol_window_secs * NS))
+        self.stats = {"requotes": 0, "rate_limited": 0, "stale_pulls": 0, "post_only_rejects": 0}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def set_signal_source(self, source: SignalSource) -> None:
+        self.signal_source = source
+
+    def on_start(self) -> None:
+        self.instrument = self.cache.instrument(self.cfg.instrument_id)
+        if self.instrument is None:
+            raise RuntimeError(f"instrument {self.cfg.instrument_id} is not in the cache")
+        self.grid = Grid(float(self.instrument.price_increment), float(self.instrument.size_increment))
+        self.base, self.quote_ccy = self.instrument.base_currency, self.instrument.quote_currency
+        self.subscribe_order_book_deltas(self.cfg.instrument_id, book_type=BookType.L2_MBP)
+        self.clock.set_timer(
+            "requote", interval=_td(self.cfg.requote_interval_ms * 1_000_000), callback=self._on_timer
+        )
+
+    def on_stop(self) -> None:
+        self._cancel_all(reason="stop")
+
+    # -- market data ----------------------------------------------------------------------------
+
+    def on_order_book_deltas(self, deltas) -> None:
+        self.last_book_ns = deltas.ts_event
+        self.book = self.cache.order_book(self.cfg.instrument_id)
+        top = self._top()
+        if top is None:
+            return
+        self.vol.update(deltas.ts_event, top.mid)
+        if self.stale:
+            self.stale = False
+        moved = abs(top.mid / self.last_quote_fair - 1) * 1e4 if self.last_quote_fair else math.inf
+        if moved > self.cfg.requote_tolerance_bps:
+            self._requote()
+
+    def _on_timer(self, event) -> None:
+        now = self.clock.timestamp_ns()
+        if self.last_book_ns and now - self.last_book_ns > self.cfg.stale_after_secs * NS:
+            if not self.stale:
+                self.stale = True
+                self.stats["stale_pulls"] += 1
+                self.log.warning("book is stale: pulling quotes")
+                self._cancel_all(reason="stale")
+            return
+        self._requote()
+
+    def _top(self) -> Top | None:
+        book = self.book
+        if book is None:
+            return None
+        bid, ask = book.best_bid_price(), book.best_ask_price()
+        if bid is None or ask is None or bid >= ask:
+            return None
+        return Top(float(bid), float(ask), float(book.best_bid_size()), float(book.best_ask_size()))
+
+    # -- quoting --------------------------------------------------------------------------------
+
+    def _requote(self) -> None:
+        if self.halted or self.stale:
+            return
+        top = self._top()
+        if top is None:
+            return
+        now = self.clock.timestamp_ns()
+        if self._check_kill_switch(top.mid):
+            return
+        signal = effective_signal(
+            self.signal_source.latest(now), now, self.cfg.signal_max_age_ms, self.cfg.signal_max_shift_bps,
+            self.cfg.signal_min_spread_scale, self.cfg.signal_max_spread_scale,
+        )
+        open_buys = sum(o.leaves for o in self.orders.values() if o.side == BUY)
+        open_sells = sum(o.leaves for o in self.orders.values() if o.side != BUY)
+        account = self.portfolio.account(self.cfg.instrument_id.venue)
+        free_quote = float(account.balance_free(self.quote_ccy)) if account else 0.0
+        free_base = float(account.balance_free(self.base)) if account else 0.0
+        buy_cap, sell_cap = capacities(
+            self.cfg, self.inventory, open_buys, open_sells, top.mid, free_quote, free_base
+        )
+        desired = build_ladder(
+            self.cfg, self.grid, top, self.inventory, self.vol.sigma(top.mid), signal, buy_cap, sell_cap,
+        )
+        self._reconcile(desired, now)
+        self.last_quote_fair = top.mid
+        self.stats["requotes"] += 1
+
+    def _reconcile(self, desired: list[Quote], now: int) -> None:
+        """Cancel what no longer matches, keep what does (queue priority), submit the rest."""
+        max_age = self.cfg.max_order_age_secs * NS
+        wanted = {(q.side, q.price_ticks, q.qty_lots): q for q in desired}
+        keep: set[tuple[str, int, int]] = set()
+        to_cancel: list[ClientOrderId] = []
+        for coid, order in self.orders.items():
+            if order.state == CANCELLING or order.cancel_on_accept:
+                continue
+            key = (order.side, order.price_ticks, self.grid.lots(order.leaves))
+            if key in wanted and key not in keep and now - order.ts_submitted <= max_age:
+                keep.add(key)
+            else:
+                to_cancel.append(coid)
+        to_submit = [q for key, q in wanted.items() if key not in keep]
+        budget = self._action_budget(now)
+        if budget < len(to_cancel) + len(to_submit):
+            self.stats["rate_limited"] += 1
+        for coid in to_cancel[: max(budget, 0)]:
+            self._cancel(coid, now)
+        budget -= len(to_cancel)
+        for quote in to_submit[: max(budget, 0)]:
+            self._submit(quote, now)
+
+    def _action_budget(self, now: int) -> int:
+        while self.actions and self.actions[0] <= now - NS:
+            self.actions.popleft()
+        return int(self.cfg.max_orders_per_sec) - len(self.actions)
+
+    def _submit(self, quote: Quote, now: int) -> None:
+        order = self.order_factory.limit(
+            instrument_id=self.cfg.instrument_id,
+            order_side=OrderSide.BUY if quote.side == BUY else OrderSide.SELL,
+            quantity=self.instrument.make_qty(quote.qty_lots * self.grid.lot),
+            price=self.instrument.make_price(quote.price_ticks * self.grid.tick),
+            time_in_force=TimeInForce.GTC,
+            post_only=True,
+        )
+        self.orders[order.client_order_id] = WorkingOrder(
+            quote.side, quote.price_ticks, quote.qty_lots * self.grid.lot, now
+        )
+        self.actions.append(now)
+        self.submit_order(order)
+
+    def _cancel(self, coid: ClientOrderId, now: int, count: bool = True) -> None:
+        tracked = self.orders.get(coid)
+        if tracked is None or tracked.state == CANCELLING:
+            return
+        if tracked.state == PENDING:
+            # The venue has not acknowledged it yet: cancel as soon as it does.
+            tracked.cancel_on_accept = True
+            return
+        order = self.cache.order(coid)
+        if order is None or order.is_closed:
+            self.orders.pop(coid, None)
+            return
+        tracked.state = CANCELLING
+        if count:
+            self.actions.append(now)
+        self.cancel_order(order)
+
+    def _cancel_all(self, reason: str) -> None:
+        """Pull every quote, including in-flight ones; never rate limited (it reduces risk)."""
+        now = self.clock.timestamp_ns()
+        for coid in list(self.orders):
+            self._cancel(coid, now, count=False)
+
+    # -- risk -----------------------------------------------------------------------------------
+
+    def pnl(self, mid: float) -> float:
+        return self.cash + self.inventory * mid
+
+    def _check_kill_switch(self, mid: float) -> bool:
+        pnl = self.pnl(mid)
+        self.peak_pnl = max(self.peak_pnl, pnl)
+        if pnl <= -self.cfg.max_loss:
+            self.halt(f"loss {pnl:.2f} breached max_loss {self.cfg.max_loss}")
+        elif self.peak_pnl - pnl >= self.cfg.max_drawdown:
+            self.halt(f"drawdown {self.peak_pnl - pnl:.2f} breached max_drawdown {self.cfg.max_drawdown}")
+        return self.halted
+
+    def halt(self, reason: str) -> None:
+        """Kill switch: cancel everything and ask the trader to set trading HALTED."""
+        if self.halted:
+            return
+        self.halted = True
+        self.halt_reason = reason
+        self.log.error(f"HALT: {reason}")
+        self._cancel_all(reason="halt")
+        if self.msgbus.is_registered(HALT_ENDPOINT):
+            self.msgbus.send(endpoint=HALT_ENDPOINT, msg=reason)
+        else:
+            self.log.error(f"no {HALT_ENDPOINT} endpoint registered: only this strategy stops quoting")
+
+    # -- order events ---------------------------------------------------------------------------
+
+    def on_order_accepted(self, event: OrderAccepted) -> None:
+        tracked = self.orders.get(event.client_order_id)
+        if tracked is None:
+            return
+        tracked.state = WORKING
+        if tracked.cancel_on_accept:
+            self._cancel(event.client_order_id, event.ts_event, count=False)
+
+    def on_order_filled(self, event: OrderFilled) -> None:
+        qty, px = float(event.last_qty), float(event.last_px)
+        sign = 1.0 if event.order_side == OrderSide.BUY else -1.0
+        self.inventory += sign * qty
+        self.cash -= sign * qty * px
+        fee = event.commission
+        self.cash -= float(fee) if fee.currency == self.quote_ccy else float(fee) * px
+        tracked = self.orders.get(event.client_order_id)
+        if tracked is not None:
+            tracked.leaves = max(tracked.leaves - qty, 0.0)
+            if self.grid.lots(tracked.leaves) == 0:
+                del self.orders[event.client_order_id]
+        if self.book is not None and (top := self._top()) is not None:
+            self._check_kill_switch(top.mid)
+
+    def on_order_cancel_rejected(self, event: OrderCancelRejected) -> None:
+        tracked = self.orders.get(event.client_order_id)
+        if tracked is not None:
+            order = self.cache.order(event.client_order_id)
+            if order is None or order.is_closed:
+                del self.orders[event.client_order_id]
+            else:
+                tracked.state = WORKING
+
+    def on_order_rejected(self, event: OrderRejected) -> None:
+        if event.due_post_only:
+            self.stats["post_only_rejects"] += 1
+        self.orders.pop(event.client_order_id, None)
+
+    def on_order_denied(self, event: OrderDenied) -> None:
+        self.orders.pop(event.client_order_id, None)
+
+    def on_order_canceled(self, event: OrderCanceled) -> None:
+        self.orders.pop(event.client_order_id, None)
+
+    def on_order_expired(self, event: OrderExpired) -> None:
+        self.orders.pop(event.client_order_id, None)
+
+
+def _td(ns: int):
+    import pandas as pd
+
+    return pd.Timedelta(ns, unit="ns")
