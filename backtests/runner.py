@@ -18,9 +18,9 @@ import tomli_w
 from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
 from nautilus_trader.backtest.models import FillModel, LatencyModel, MakerTakerFeeModel
 from nautilus_trader.config import LoggingConfig, RiskEngineConfig
-from nautilus_trader.model.data import OrderBookDeltas
 from nautilus_trader.model.enums import AccountType, BookType, OmsType
 from nautilus_trader.model.identifiers import TraderId
+from nautilus_trader.model.instruments import CurrencyPair
 from nautilus_trader.model.objects import Money
 from tqdm import tqdm
 
@@ -57,11 +57,56 @@ def run_backtest(
     tape = open_tape(config.run.catalog, config.run.instrument_id or str(strat_cfg.instrument_id))
     if tape.instrument.id != strat_cfg.instrument_id:
         raise ValueError(f"strategy.instrument_id {strat_cfg.instrument_id} is not the tape's {tape.instrument.id}")
-    start_ns = parse_time(config.run.start, tape, "run.start") or tape.start_ns
-    end_ns = parse_time(config.run.end, tape, "run.end") or tape.end_ns
-    if end_ns <= start_ns:
-        raise ValueError(f"run window is empty: start {start_ns} >= end {end_ns}")
+    start_ns, end_ns = window(config, tape)
 
+    venue = config.venue
+    engine, instrument = build_engine(config, tape)
+    strategy = MarketMaker(strat_cfg)
+    engine.add_strategy(strategy)
+    recorder = RunRecorder(RecorderConfig(instrument_id=instrument.id, strategy_id=strategy.id))
+    engine.add_actor(recorder)
+    register_halt_endpoint(engine.kernel.msgbus, engine.kernel.risk_engine)
+
+    wall0 = time.perf_counter()
+    events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress)
+    engine.end()
+    wall = time.perf_counter() - wall0
+
+    account = engine.portfolio.account(instrument.id.venue)
+    cash_change = float(account.balance_total(instrument.quote_currency)) - venue.starting_quote
+    base_change = float(account.balance_total(instrument.base_currency)) - venue.starting_base
+    orders = _orders_frame(engine, strategy)
+    tob = pd.DataFrame(recorder.tob, columns=TOB_COLUMNS)
+    fills = pd.DataFrame(recorder.fills, columns=FILL_COLUMNS)
+    quotes = pd.DataFrame(recorder.quotes, columns=QUOTE_COLUMNS).astype({"bid": float, "ask": float})
+    analytics = compute(
+        tob, fills, quotes, orders,
+        Limits(strat_cfg.order_size, strat_cfg.max_position, strat_cfg.max_notional),
+        start_ns=int(tob["ts"].iloc[0]) if len(tob) else start_ns, end_ns=end_ns,
+        sample_interval_ns=config.run.sample_interval_ms * 1_000_000,
+    )
+    metrics = dict(analytics.metrics)
+    metrics.update({
+        "events_processed": events,
+        "wall_seconds": round(wall, 3),
+        "fill_model": venue.fill_model,
+        "latency_ms": venue.latency_ms,
+        "halted": strategy.halted,
+        "trading_state": engine.kernel.risk_engine.trading_state.name,
+        "halt_reason": strategy.halt_reason,
+        "orders_submitted": int(len(orders)),
+        "strategy_stats": dict(strategy.stats),
+        "window": {"start": _iso(start_ns), "end": _iso(end_ns)},
+        "synthetic_data": bool(tape.meta.get("synthetic", False)),
+    })
+    engine.dispose()
+
+    run_dir = _write_run(config, out, metrics, analytics, orders, quotes) if write else None
+    return RunResult(run_dir, metrics, analytics, orders, quotes, strategy, cash_change, base_change)
+
+
+def build_engine(config: BacktestConfig, tape: Tape) -> tuple[BacktestEngine, CurrencyPair]:
+    """A BacktestEngine with the venue and instrument the config describes, and no trader yet."""
     venue = config.venue
     instrument = currency_pair(
         tape.instrument.id, tape.instrument.price_precision, tape.instrument.size_precision,
@@ -89,50 +134,18 @@ def run_backtest(
         trade_execution=False,
     )
     engine.add_instrument(instrument)
-    strategy = MarketMaker(strat_cfg)
-    engine.add_strategy(strategy)
-    recorder = RunRecorder(RecorderConfig(instrument_id=instrument.id, strategy_id=strategy.id))
-    engine.add_actor(recorder)
-    register_halt_endpoint(engine.kernel.msgbus, engine.kernel.risk_engine)
-
-    wall0 = time.perf_counter()
-    events = _stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress)
-    engine.end()
-    wall = time.perf_counter() - wall0
-
-    account = engine.portfolio.account(instrument.id.venue)
-    cash_change = float(account.balance_total(instrument.quote_currency)) - venue.starting_quote
-    base_change = float(account.balance_total(instrument.base_currency)) - venue.starting_base
-    orders = _orders_frame(engine, strategy)
-    tob = pd.DataFrame(recorder.tob, columns=TOB_COLUMNS)
-    fills = pd.DataFrame(recorder.fills, columns=FILL_COLUMNS)
-    quotes = pd.DataFrame(recorder.quotes, columns=QUOTE_COLUMNS).astype({"bid": float, "ask": float})
-    analytics = compute(
-        tob, fills, quotes, orders,
-        Limits(strat_cfg.order_size, strat_cfg.max_position, strat_cfg.max_notional),
-        start_ns=int(tob["ts"].iloc[0]) if len(tob) else start_ns, end_ns=end_ns,
-        sample_interval_ns=config.run.sample_interval_ms * 1_000_000,
-    )
-    metrics = dict(analytics.metrics)
-    metrics.update({
-        "events_processed": events,
-        "wall_seconds": round(wall, 3),
-        "fill_model": venue.fill_model,
-        "latency_ms": venue.latency_ms,
-        "halted": strategy.halted,
-        "halt_reason": strategy.halt_reason,
-        "orders_submitted": int(len(orders)),
-        "strategy_stats": dict(strategy.stats),
-        "window": {"start": _iso(start_ns), "end": _iso(end_ns)},
-        "synthetic_data": bool(tape.meta.get("synthetic", False)),
-    })
-    engine.dispose()
-
-    run_dir = _write_run(config, out, metrics, analytics, orders, quotes) if write else None
-    return RunResult(run_dir, metrics, analytics, orders, quotes, strategy, cash_change, base_change)
+    return engine, instrument
 
 
-def _stream(engine: BacktestEngine, tape: Tape, start_ns: int, end_ns: int, chunk_minutes: int, progress: bool) -> int:
+def window(config: BacktestConfig, tape: Tape) -> tuple[int, int]:
+    start_ns = parse_time(config.run.start, tape, "run.start") or tape.start_ns
+    end_ns = parse_time(config.run.end, tape, "run.end") or tape.end_ns
+    if end_ns <= start_ns:
+        raise ValueError(f"run window is empty: start {_iso(start_ns)} is not before end {_iso(end_ns)}")
+    return start_ns, end_ns
+
+
+def stream(engine: BacktestEngine, tape: Tape, start_ns: int, end_ns: int, chunk_minutes: int, progress: bool) -> int:
     events = 0
     total_s = (end_ns - start_ns) / NS
     bar = tqdm(total=round(total_s), unit="s", desc="backtest", disable=not progress, leave=False)

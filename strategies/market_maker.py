@@ -27,7 +27,7 @@ from nautilus_trader.trading.strategy import Strategy
 
 from strategies.config import MarketMakerConfig
 from strategies.control import HALT_ENDPOINT
-from strategies.quoting import BUY, Grid, Quote, Top, build_ladder, capacities
+from strategies.quoting import BUY, SELL, Grid, Quote, Top, build_ladder, capacities
 from strategies.signal import NoSignal, SignalSource, effective_signal
 
 PENDING, WORKING, CANCELLING = "pending", "working", "cancelling"
@@ -157,23 +157,31 @@ class MarketMaker(Strategy):
             self.signal_source.latest(now), now, self.cfg.signal_max_age_ms, self.cfg.signal_max_shift_bps,
             self.cfg.signal_min_spread_scale, self.cfg.signal_max_spread_scale,
         )
-        open_buys = sum(o.leaves for o in self.orders.values() if o.side == BUY)
-        open_sells = sum(o.leaves for o in self.orders.values() if o.side != BUY)
         account = self.portfolio.account(self.cfg.instrument_id.venue)
-        free_quote = float(account.balance_free(self.quote_ccy)) if account else 0.0
-        free_base = float(account.balance_free(self.base)) if account else 0.0
-        buy_cap, sell_cap = capacities(
-            self.cfg, self.inventory, open_buys, open_sells, top.mid, free_quote, free_base
-        )
+        total_quote = float(account.balance_total(self.quote_ccy)) if account else 0.0
+        total_base = float(account.balance_total(self.base)) if account else 0.0
+        # Room before counting any order; orders already on their way out still count against
+        # the new ladder (they may fill before their cancel lands).
+        room = capacities(self.cfg, self.inventory, 0.0, 0.0, top.mid, total_quote, total_base)
+        exiting = {BUY: 0.0, SELL: 0.0}
+        for order in self.orders.values():
+            if order.state == CANCELLING or order.cancel_on_accept:
+                exiting[order.side] += order.leaves
         desired = build_ladder(
-            self.cfg, self.grid, top, self.inventory, self.vol.sigma(top.mid), signal, buy_cap, sell_cap,
+            self.cfg, self.grid, top, self.inventory, self.vol.sigma(top.mid), signal,
+            room[0] - exiting[BUY], room[1] - exiting[SELL],
         )
-        self._reconcile(desired, now)
+        self._reconcile(desired, now, {BUY: room[0], SELL: room[1]})
         self.last_quote_fair = top.mid
         self.stats["requotes"] += 1
 
-    def _reconcile(self, desired: list[Quote], now: int) -> None:
-        """Cancel what no longer matches, keep what does (queue priority), submit the rest."""
+    def _reconcile(self, desired: list[Quote], now: int, room: dict[str, float]) -> None:
+        """Cancel what no longer matches, keep what does (queue priority), submit the rest.
+
+        A new order is sent only if, with every order still live or in flight on its side
+        (including those being cancelled now), a full fill of all of them stays within `room`;
+        otherwise it waits for the cancels to land and goes out on a later requote.
+        """
         max_age = self.cfg.max_order_age_secs * NS
         wanted = {(q.side, q.price_ticks, q.qty_lots): q for q in desired}
         keep: set[tuple[str, int, int]] = set()
@@ -193,7 +201,17 @@ class MarketMaker(Strategy):
         for coid in to_cancel[: max(budget, 0)]:
             self._cancel(coid, now)
         budget -= len(to_cancel)
-        for quote in to_submit[: max(budget, 0)]:
+        exposure = {BUY: 0.0, SELL: 0.0}
+        for order in self.orders.values():
+            exposure[order.side] += order.leaves
+        for quote in to_submit:
+            qty = quote.qty_lots * self.grid.lot
+            if budget <= 0:
+                break
+            if exposure[quote.side] + qty > room[quote.side] + 1e-9:
+                continue
+            exposure[quote.side] += qty
+            budget -= 1
             self._submit(quote, now)
 
     def _action_budget(self, now: int) -> int:
@@ -261,7 +279,7 @@ class MarketMaker(Strategy):
         self.halt_reason = reason
         self.log.error(f"HALT: {reason}")
         self._cancel_all(reason="halt")
-        if self.msgbus.is_registered(HALT_ENDPOINT):
+        if HALT_ENDPOINT in self.msgbus.endpoints():
             self.msgbus.send(endpoint=HALT_ENDPOINT, msg=reason)
         else:
             self.log.error(f"no {HALT_ENDPOINT} endpoint registered: only this strategy stops quoting")

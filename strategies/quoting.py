@@ -138,13 +138,17 @@ def capacities(
     open_buys: float,
     open_sells: float,
     price: float,
-    free_quote: float,
-    free_base: float,
+    quote_balance: float,
+    base_balance: float,
 ) -> tuple[float, float]:
-    """Base units we may still buy / sell, counting open and in-flight orders as if filled."""
+    """Base units we may still buy / sell, counting open and in-flight orders as if filled.
+
+    Limits are symmetric around zero inventory (max_position, max_notional) and, on spot, the
+    balances themselves: we cannot buy more than our quote pays for or sell more base than we hold.
+    """
     notional_cap = cfg.max_notional / price
     buy = min(cfg.max_position - inventory, notional_cap - inventory) - open_buys
     sell = min(cfg.max_position + inventory, notional_cap + inventory) - open_sells
-    buy = min(buy, free_quote / price)
-    sell = min(sell, free_base)
+    buy = min(buy, quote_balance / price - open_buys)
+    sell = min(sell, base_balance - open_sells)
     return max(buy, 0.0), max(sell, 0.0)
