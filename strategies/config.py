@@ -98,7 +98,7 @@ class MarketMakerConfig(StrategyConfig, kw_only=True, frozen=True, forbid_unknow
 def parse_strategy_config(raw: dict[str, Any]) -> MarketMakerConfig:
     """Build the config from a TOML/JSON mapping; errors name the offending key."""
     try:
-        return msgspec.convert(raw, MarketMakerConfig, dec_hook=msgspec_decoding_hook, strict=False)
+        return msgspec.convert(raw, MarketMakerConfig, dec_hook=msgspec_decoding_hook)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"[strategy] {_friendly(str(exc))}") from None
 

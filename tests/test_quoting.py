@@ -1,0 +1,144 @@
+"""Invariants of quote construction, over random markets, inventories and configs."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from strategies.config import ConfigError, MarketMakerConfig, parse_strategy_config
+from strategies.quoting import BUY, SELL, Grid, Top, build_ladder, capacities, quote_depths
+from strategies.signal import NEUTRAL, Signal, effective_signal
+
+GRID = Grid(0.0001, 0.1)
+
+
+@st.composite
+def markets(draw):
+    bid = draw(st.integers(1000, 9000))
+    spread = draw(st.integers(1, 30))
+    return Top(bid / 1e4, (bid + spread) / 1e4, draw(st.floats(0.1, 1e5)), draw(st.floats(0.1, 1e5)))
+
+
+@st.composite
+def configs(draw):
+    max_position = draw(st.floats(100, 1e5))
+    return MarketMakerConfig(
+        instrument_id="SEI/USDC.SEI",
+        levels=draw(st.integers(1, 5)),
+        level_spacing_ticks=draw(st.integers(1, 5)),
+        order_size=draw(st.floats(0.1, 5000)),
+        size_growth=draw(st.floats(0.5, 3)),
+        spread_model=draw(st.sampled_from(["fixed", "avellaneda_stoikov", "glft"])),
+        half_spread_bps=draw(st.floats(0, 50)),
+        min_spread_bps=draw(st.floats(0, 50)),
+        gamma=draw(st.floats(0.01, 5)),
+        kappa=draw(st.floats(0.1, 10)),
+        glft_a=draw(st.floats(0.1, 10)),
+        glft_k=draw(st.floats(0.1, 10)),
+        fair_value=draw(st.sampled_from(["mid", "microprice"])),
+        linear_skew_bps=draw(st.floats(0, 50)),
+        size_skew=draw(st.floats(0, 1)),
+        max_position=max_position,
+        max_notional=draw(st.floats(10, 1e5)),
+    )
+
+
+signals = st.builds(
+    Signal, ts_ns=st.just(0), fair_shift_bps=st.floats(-5, 5), spread_scale=st.floats(0.7, 1.5),
+    bid_size_scale=st.floats(0, 2), ask_size_scale=st.floats(0, 2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cfg=configs(), top=markets(), inv_frac=st.floats(-1, 1), sigma=st.floats(0, 1e-3), signal=signals,
+       open_frac=st.floats(0, 1))
+def test_ladder_respects_grid_post_only_and_limits(cfg, top, inv_frac, sigma, signal, open_frac):
+    inventory = inv_frac * cfg.max_position * 0.99
+    room_buy, room_sell = capacities(cfg, inventory, 0.0, 0.0, top.mid, 1e9, 1e9)
+    open_buys, open_sells = room_buy * open_frac, room_sell * open_frac
+    buy_cap, sell_cap = capacities(cfg, inventory, open_buys, open_sells, top.mid, 1e9, 1e9)
+    quotes = build_ladder(cfg, GRID, top, inventory, sigma, signal, buy_cap, sell_cap)
+    bids = [q for q in quotes if q.side == BUY]
+    asks = [q for q in quotes if q.side == SELL]
+    ask_ticks, bid_ticks = GRID.ticks(top.ask), GRID.ticks(top.bid)
+    for q in quotes:
+        assert isinstance(q.price_ticks, int) and q.price_ticks > 0
+        assert isinstance(q.qty_lots, int) and q.qty_lots >= 1
+    assert all(q.price_ticks < ask_ticks for q in bids)  # post-only: never take the ask
+    assert all(q.price_ticks > bid_ticks for q in asks)
+    if bids and asks:
+        assert max(q.price_ticks for q in bids) < min(q.price_ticks for q in asks)
+    # even if every order fills, position and notional limits hold
+    bought = inventory + open_buys + sum(q.qty_lots for q in bids) * GRID.lot
+    sold = inventory - open_sells - sum(q.qty_lots for q in asks) * GRID.lot
+    assert bought <= cfg.max_position + 1e-6 and bought * top.mid <= cfg.max_notional + 1e-6 or not bids
+    assert sold >= -cfg.max_position - 1e-6 and -sold * top.mid <= cfg.max_notional + 1e-6 or not asks
+    # ladder levels are spaced as configured, outward from the touch
+    for side in (bids, asks):
+        for a, b in zip(side, side[1:]):
+            assert abs(a.price_ticks - b.price_ticks) == cfg.level_spacing_ticks
+
+
+@settings(max_examples=300, deadline=None)
+@given(cfg=configs(), top=markets(), a=st.floats(-1, 1), b=st.floats(-1, 1), sigma=st.floats(0, 1e-3))
+def test_skew_leans_against_inventory(cfg, top, a, b, sigma):
+    """More inventory never raises our quotes nor grows our bid / shrinks our ask."""
+    assume(abs(a - b) > 1e-3)
+    low, high = sorted((a * cfg.max_position * 0.9, b * cfg.max_position * 0.9))
+    bd_lo, ad_lo = quote_depths(cfg, top.mid, low, sigma, GRID.tick)
+    bd_hi, ad_hi = quote_depths(cfg, top.mid, high, sigma, GRID.tick)
+    assert bd_hi >= bd_lo - 1e-12 and ad_hi <= ad_lo + 1e-12
+    big = 1e12
+    q_lo = build_ladder(cfg, GRID, top, low, sigma, NEUTRAL, big, big)
+    q_hi = build_ladder(cfg, GRID, top, high, sigma, NEUTRAL, big, big)
+
+    def best(quotes, side):
+        prices = [q.price_ticks for q in quotes if q.side == side and q.level == 0]
+        sizes = [q.qty_lots for q in quotes if q.side == side and q.level == 0]
+        return (prices[0], sizes[0]) if prices else (None, 0)
+
+    (bp_lo, bs_lo), (bp_hi, bs_hi) = best(q_lo, BUY), best(q_hi, BUY)
+    (ap_lo, as_lo), (ap_hi, as_hi) = best(q_lo, SELL), best(q_hi, SELL)
+    if bp_lo is not None and bp_hi is not None:
+        assert bp_hi <= bp_lo
+    if ap_lo is not None and ap_hi is not None:
+        assert ap_hi <= ap_lo
+    assert bs_hi <= bs_lo and as_hi >= as_lo
+
+
+def test_signal_is_clamped_and_ignored_when_stale_or_broken():
+    kw = dict(max_age_ms=1000, max_shift_bps=5.0, min_spread_scale=0.7, max_spread_scale=1.5)
+    now = 10_000_000_000
+    wild = Signal(ts_ns=now, fair_shift_bps=50.0, spread_scale=0.1, bid_size_scale=9, ask_size_scale=-1)
+    got = effective_signal(wild, now, **kw)
+    assert (got.fair_shift_bps, got.spread_scale, got.bid_size_scale, got.ask_size_scale) == (5.0, 0.7, 2.0, 0.0)
+    assert effective_signal(Signal(ts_ns=now - 2_000_000_000, fair_shift_bps=1.0), now, **kw) is NEUTRAL
+    assert effective_signal(Signal(ts_ns=now, fair_shift_bps=float("nan")), now, **kw) is NEUTRAL
+    assert effective_signal(None, now, **kw) is NEUTRAL
+
+
+def test_signal_shifts_quotes():
+    cfg = parse_strategy_config({"instrument_id": "SEI/USDC.SEI", "levels": 1, "half_spread_bps": 5.0})
+    top = Top(0.4000, 0.4010, 100, 100)
+    flat = build_ladder(cfg, GRID, top, 0.0, 0.0, NEUTRAL, 1e9, 1e9)
+    up = build_ladder(cfg, GRID, top, 0.0, 0.0, Signal(0, fair_shift_bps=5.0), 1e9, 1e9)
+    assert [q.price_ticks for q in up] > [q.price_ticks for q in flat]
+
+
+@pytest.mark.parametrize("raw, needle", [
+    ({"instrument_id": "SEI/USDC.SEI", "levelz": 2}, "unknown key `levelz`"),
+    ({"instrument_id": "SEI/USDC.SEI", "levels": "3"}, "levels"),
+    ({"instrument_id": "SEI/USDC.SEI", "max_position": -1}, "max_position"),
+    ({"instrument_id": "SEI/USDC.SEI", "spread_model": "magic"}, "spread_model"),
+    ({"levels": 2}, "instrument_id"),
+])
+def test_strategy_config_rejects_bad_input(raw, needle):
+    with pytest.raises(ConfigError, match=needle):
+        parse_strategy_config(raw)
+
+
+def test_strategy_config_is_frozen():
+    cfg = parse_strategy_config({"instrument_id": "SEI/USDC.SEI"})
+    with pytest.raises(AttributeError):
+        cfg.levels = 9
