@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from strategies.config import ConfigError, MarketMakerConfig, parse_strategy_config
+from strategies.config import ConfigError, MarketMakerConfig, friendly_error, parse_strategy_config
 
 
 class RunSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -72,8 +72,7 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> BacktestConfig:
     try:
         config = msgspec.convert(raw, BacktestConfig)
     except msgspec.ValidationError as exc:
-        message = str(exc).replace("Object contains unknown field", "unknown key").replace("`$.", "`")
-        raise ConfigError(f"{source}: {message}") from None
+        raise ConfigError(f"{source}: {friendly_error(str(exc))}") from None
     config.strategy_config()  # validate now, not halfway through a run
     if not config.run.catalog:
         raise ConfigError(f"{source}: run.catalog is required (or pass --catalog)")

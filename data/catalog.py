@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 from nautilus_trader.model.data import OrderBookDelta, OrderBookDeltas, TradeTick
-from nautilus_trader.model.enums import RecordFlag
+from nautilus_trader.model.enums import AggressorSide, RecordFlag
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
@@ -48,6 +48,7 @@ def write_catalog(
     _refuse_existing(out, instrument.id)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".flashmm-staging-", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp's 0700 would become the catalog's permissions
     try:
         catalog = ParquetDataCatalog(str(staging))
         catalog.write_data([instrument])
@@ -123,6 +124,11 @@ class Tape:
             t_end = min(t + chunk_ns - 1, hi)
             deltas = self.catalog.query(OrderBookDelta, identifiers=ident, start=t, end=t_end)
             trades = self.catalog.query(TradeTick, identifiers=ident, start=t, end=t_end)
+            # A time-filtered query sorts by ts_init only and is not stable across parquet row
+            # groups: restore the written order of same-timestamp records. Deltas carry their
+            # sequence; a block's prints are put in the order a sweep walks the book.
+            deltas.sort(key=lambda d: (d.ts_init, d.sequence))
+            trades.sort(key=_trade_order)
             if deltas or trades:
                 yield batch_deltas(deltas), trades
             t = t_end + 1
@@ -140,6 +146,11 @@ class Tape:
             sum(len(d.deltas) if isinstance(d, OrderBookDeltas) else 1 for d in chunk)
             for chunk in self.chunks(start_ns, end_ns)
         )
+
+
+def _trade_order(trade: TradeTick) -> tuple[int, int, float]:
+    px = float(trade.price)
+    return trade.ts_init, int(trade.aggressor_side), px if trade.aggressor_side == AggressorSide.BUYER else -px
 
 
 def batch_deltas(deltas: list[OrderBookDelta]) -> list[OrderBookDeltas]:

@@ -6,6 +6,7 @@ every field is typed and every unknown key is an error naming the key.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import msgspec
@@ -100,8 +101,18 @@ def parse_strategy_config(raw: dict[str, Any]) -> MarketMakerConfig:
     try:
         return msgspec.convert(raw, MarketMakerConfig, dec_hook=msgspec_decoding_hook)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"[strategy] {_friendly(str(exc))}") from None
+        raise ConfigError(friendly_error(str(exc), "strategy")) from None
 
 
-def _friendly(message: str) -> str:
-    return message.replace("Object contains unknown field", "unknown key").replace("`$.", "`")
+def friendly_error(message: str, prefix: str = "") -> str:
+    """msgspec's "Object contains unknown field `x` - at `$.run`" -> "unknown key `run.x`"."""
+    for pattern, label in (("Object contains unknown field", "unknown key"), ("Object missing required field", "missing key")):
+        found = re.match(pattern + r" `(.+?)`(?: - at `\$\.?(.*)`)?$", message)
+        if found:
+            path = ".".join(p for p in (prefix, found[2] or "", found[1]) if p)
+            return f"{label} `{path}`"
+    at = re.match(r"(.*) - at `\$\.?(.*)`$", message)
+    if at:
+        path = ".".join(p for p in (prefix, at[2]) if p)
+        return f"`{path}`: {at[1]}"
+    return message

@@ -127,7 +127,7 @@ def test_signal_shifts_quotes():
 
 
 @pytest.mark.parametrize("raw, needle", [
-    ({"instrument_id": "SEI/USDC.SEI", "levelz": 2}, "unknown key `levelz`"),
+    ({"instrument_id": "SEI/USDC.SEI", "levelz": 2}, "unknown key `strategy.levelz`"),
     ({"instrument_id": "SEI/USDC.SEI", "levels": "3"}, "levels"),
     ({"instrument_id": "SEI/USDC.SEI", "max_position": -1}, "max_position"),
     ({"instrument_id": "SEI/USDC.SEI", "spread_model": "magic"}, "spread_model"),

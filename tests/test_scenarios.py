@@ -162,3 +162,17 @@ def test_order_rate_cap(tmp_path):
         assert sum(1 for u in submits[i:] if u < t + 1_000_000_000) <= 3
     assert result.strategy.stats["rate_limited"] > 0
     assert cancels
+
+
+@pytest.mark.parametrize("maker_fee", [0.0002, -0.0001])
+def test_accounting_matches_the_venue_account(tmp_path, maker_fee):
+    """Our cash/inventory (strategy and analytics) equal NautilusTrader's account balance changes."""
+    result = run_tape(tmp_path, fill_tape(), venue={"maker_fee": maker_fee})
+    m = result.metrics
+    assert m["fees_paid"] == pytest.approx(maker_fee * 100 * 0.4003)
+    final = result.analytics.equity.iloc[-1]
+    assert final["cash"] == pytest.approx(result.account_cash_change, abs=1e-9)
+    assert final["inventory"] == pytest.approx(result.account_base_change, abs=1e-9)
+    assert result.strategy.cash == pytest.approx(result.account_cash_change, abs=1e-9)
+    assert result.strategy.inventory == pytest.approx(result.account_base_change, abs=1e-9)
+    assert m["pnl_spread_capture"] + m["pnl_inventory"] - m["fees_paid"] == pytest.approx(m["pnl_total"], abs=1e-9)

@@ -1,0 +1,115 @@
+"""End to end: the CLI on the bundled sample, and the full stack on a generated tape."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from backtests.config import load_config, parse_config
+from backtests.runner import run_backtest
+from data.synth import generate
+from strategies.config import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_CONFIG = ROOT / "backtests/configs/sample.toml"
+METRIC_KEYS = {
+    "pnl_total", "pnl_spread_capture", "pnl_inventory", "fees_paid", "fill_count", "maker_volume", "fill_ratio",
+    "cancel_to_fill", "quote_uptime", "markout_bps", "inventory_mean", "inventory_std", "inventory_max_abs",
+    "time_at_limit_pct", "sharpe", "sortino", "max_drawdown", "turnover", "spread_improvement_pct",
+    "events_processed", "wall_seconds", "fill_model",
+}
+
+
+@pytest.fixture(scope="module")
+def tape(tmp_path_factory) -> Path:
+    return generate(hours=0.5, seed=11, out=tmp_path_factory.mktemp("synth") / "tape")
+
+
+def config_for(tape: Path, tmp: Path, **strategy) -> dict:
+    raw = load_config(SAMPLE_CONFIG).to_dict()
+    raw["run"].update(catalog=str(tape), out=str(tmp / "runs"))
+    raw["strategy"].update(strategy)
+    return raw
+
+
+@pytest.mark.slow
+def test_cli_backtest_on_the_bundled_sample(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "backtest", "--config", str(SAMPLE_CONFIG), "--out", str(tmp_path), "--quiet"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dirs = list(tmp_path.iterdir())
+    assert len(run_dirs) == 1
+    run = run_dirs[0]
+    assert f"Run written to {run}" in out.stdout
+    for name in ["config.toml", "metrics.json", "fills.parquet", "orders.parquet", "equity.parquet", "quotes.parquet"]:
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics)
+    assert set(metrics["markout_bps"]) == {"0.4s", "2s", "10s", "60s"}
+    assert metrics["fill_model"] == "cross" and "cross" in out.stdout
+    assert metrics["pnl_spread_capture"] + metrics["pnl_inventory"] - metrics["fees_paid"] == pytest.approx(
+        metrics["pnl_total"], abs=1e-6)
+    assert metrics["fill_count"] > 0 and metrics["events_processed"] > 100_000
+    resolved = load_config(run / "config.toml").strategy_config()  # the written config is complete and valid
+    assert resolved == load_config(SAMPLE_CONFIG).strategy_config()
+    fills = pd.read_parquet(run / "fills.parquet")
+    assert len(fills) == metrics["fill_count"]
+    equity = pd.read_parquet(run / "equity.parquet")
+    assert {"mid", "inventory", "cash", "equity", "pnl_spread_capture", "pnl_inventory", "fees_paid"} <= set(equity)
+    assert equity["inventory"].abs().max() <= 4000.0
+
+
+def test_same_seed_same_run(tape, tmp_path):
+    a = run_backtest(parse_config(config_for(tape, tmp_path)), write=False)
+    b = run_backtest(parse_config(config_for(tape, tmp_path)), write=False)
+    strip = lambda m: {k: v for k, v in m.items() if k != "wall_seconds"}  # noqa: E731
+    assert strip(a.metrics) == strip(b.metrics)
+    pd.testing.assert_frame_equal(a.analytics.fills, b.analytics.fills)
+    pd.testing.assert_frame_equal(a.orders, b.orders)
+
+
+@pytest.mark.parametrize("model, extra", [
+    ("fixed", {}),
+    ("avellaneda_stoikov", {"gamma": 0.05, "kappa": 1.0}),
+    ("glft", {"gamma": 0.05, "glft_a": 2.0, "glft_k": 1.0}),
+])
+def test_limits_hold_on_a_realistic_tape(tape, tmp_path, model, extra):
+    """Tight limits and a busy market: position and notional never exceed what the config allows."""
+    strategy = dict(spread_model=model, half_spread_bps=1.0, min_spread_bps=0.5, order_size=150.0, levels=3,
+                    max_position=400.0, max_notional=150.0, linear_skew_bps=0.0, size_skew=0.0, **extra)
+    result = run_backtest(parse_config(config_for(tape, tmp_path, **strategy)), write=False)
+    assert result.metrics["fill_count"] > 0
+    cap = min(400.0, 150.0 / result.analytics.equity["mid"].min())
+    assert result.metrics["inventory_max_abs"] <= cap + 1e-9
+    orders = result.orders
+    assert orders["post_only"].all()
+    assert ((orders["price"] * 10_000).round(6) % 1 == 0).all()
+    assert ((orders["quantity"] * 10).round(6) % 1 == 0).all()
+
+
+@pytest.mark.parametrize("section, key, value, needle", [
+    ("run", "seeed", 1, "unknown key `run.seeed`"),
+    ("venue", "fill_model", "magic", "fill_model"),
+    ("strategy", "levelz", 3, "unknown key `strategy.levelz`"),
+])
+def test_bad_config_is_a_clear_error(tape, tmp_path, section, key, value, needle):
+    raw = config_for(tape, tmp_path)
+    raw[section][key] = value
+    with pytest.raises(ConfigError, match=needle):
+        parse_config(raw)
+
+
+def test_cli_reports_bad_config_without_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[run]\ncatalog = "nowhere"\n[strategy]\ninstrument_id = "SEI/USDC.SEI"\nlevelz = 2\n')
+    out = subprocess.run([sys.executable, "-m", "app.cli", "backtest", "--config", str(bad)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2
+    assert "levelz" in out.stderr and "Traceback" not in out.stderr
