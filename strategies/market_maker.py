@@ -11,6 +11,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+import pandas as pd
 from nautilus_trader.model.book import OrderBook
 from nautilus_trader.model.enums import BookType, OrderSide, TimeInForce
 from nautilus_trader.model.events import (
@@ -101,7 +102,7 @@ class MarketMaker(Strategy):
         self.base, self.quote_ccy = self.instrument.base_currency, self.instrument.quote_currency
         self.subscribe_order_book_deltas(self.cfg.instrument_id, book_type=BookType.L2_MBP)
         self.clock.set_timer(
-            "requote", interval=_td(self.cfg.requote_interval_ms * 1_000_000), callback=self._on_timer
+            "requote", interval=pd.Timedelta(milliseconds=self.cfg.requote_interval_ms), callback=self._on_timer
         )
 
     def on_stop(self) -> None:
@@ -331,9 +332,3 @@ class MarketMaker(Strategy):
 
     def on_order_expired(self, event: OrderExpired) -> None:
         self.orders.pop(event.client_order_id, None)
-
-
-def _td(ns: int):
-    import pandas as pd
-
-    return pd.Timedelta(ns, unit="ns")
