@@ -20,11 +20,14 @@ def _measure(mode: str, config_path: str, overrides: dict) -> dict:
     from backtests.runner import build_engine, run_backtest, stream, window
     from data.catalog import open_tape
 
+    if mode == "bare":
+        # NautilusTrader alone: no strategy, no recorder, no queue-fill module.
+        overrides = {**overrides, "venue.fill_model": "cross"}
     config = load_config(config_path, overrides)
     if mode == "bare":
         tape = open_tape(config.run.catalog, config.run.instrument_id or None)
         start_ns, end_ns = window(config, tape)
-        engine, _ = build_engine(config, tape)
+        engine, _, _ = build_engine(config, tape)
         t0 = time.perf_counter()
         events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress=False)
         engine.end()

@@ -29,9 +29,14 @@ class RunSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
 
 class VenueSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     book_type: Literal["L2_MBP"] = "L2_MBP"
-    # "cross" is NautilusTrader's own matching: a resting order fills only when the book crosses it.
-    fill_model: Literal["cross"] = "cross"
-    latency_ms: float = 400.0  # one Sei block, applied to inserts and cancels
+    # "queue": queue position, prints and book crosses fill our resting orders (backtests/fills).
+    # "cross": NautilusTrader 1.221's own matching: a resting order fills only when the book crosses it.
+    fill_model: Literal["queue", "cross"] = "queue"
+    queue_model: Literal["prob_power", "risk_averse"] = "prob_power"
+    queue_power: float = 2.0  # n of prob_power's f(x) = x**n
+    latency_ms: float = 400.0  # one Sei block: order insert and cancel latency
+    insert_latency_ms: float | None = None  # overrides latency_ms for inserts
+    cancel_latency_ms: float | None = None  # overrides latency_ms for cancels
     maker_fee: float = 0.0
     taker_fee: float = 0.0005
     starting_quote: float = 10_000.0  # USDC

@@ -12,6 +12,8 @@ Definitions (all money in the quote currency, USDC; inventory in base units, SEI
 - ``fees_paid``: commissions paid (negative when rebates dominate).
   Identity: pnl_spread_capture + pnl_inventory - fees_paid == pnl_total.
 - ``fill_count``: fill events; ``maker_volume``: base quantity filled as maker;
+  ``fills_at_touch``: fills priced at the market's best bid (our buys) or best ask (our sells)
+  just before the fill, i.e. passive fills at the touch rather than through a crossed book;
   ``turnover``: traded notional (USDC).
 - ``fill_ratio``: orders that received any fill / orders submitted.
 - ``cancel_to_fill``: cancels confirmed by the venue / fill events (null without fills).
@@ -80,6 +82,9 @@ def compute(
     mid = ((tob["bid"] + tob["ask"]) / 2).to_numpy(float)
     timeline = _timeline(tob_ts, mid, fills)
     fills["mid_at_fill"] = timeline.loc[timeline.kind == 0, "mid"].to_numpy()
+    before = np.clip(np.searchsorted(tob_ts, fills["ts"].to_numpy(np.int64), side="left") - 1, 0, None)
+    fills["bid_at_fill"] = tob["bid"].to_numpy(float)[before] if len(fills) else []
+    fills["ask_at_fill"] = tob["ask"].to_numpy(float)[before] if len(fills) else []
 
     metrics: dict = {}
     last = timeline.iloc[-1]
@@ -90,6 +95,9 @@ def compute(
     metrics["fill_count"] = int(len(fills))
     maker = fills["liquidity"] == "MAKER"
     metrics["maker_volume"] = float(fills.loc[maker, "qty"].sum())
+    touch = ((fills["side"] == 1) & np.isclose(fills["price"], fills["bid_at_fill"])) | (
+        (fills["side"] == -1) & np.isclose(fills["price"], fills["ask_at_fill"]))
+    metrics["fills_at_touch"] = int(touch.sum())
     submitted = len(orders)
     filled_orders = int((orders["filled_qty"] > 0).sum()) if submitted else 0
     metrics["fill_ratio"] = filled_orders / submitted if submitted else None

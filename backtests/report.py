@@ -13,6 +13,13 @@ def _fmt(value, spec: str = ",.4f") -> str:
     return str(value)
 
 
+def _fill_model(m: dict) -> str:
+    if m["fill_model"] == "cross":
+        return "cross (NautilusTrader L2 matching: fills only when the book crosses us)"
+    power = f" n={m['queue_power']:g}" if m.get("queue_power") is not None else ""
+    return f"queue ({m.get('queue_model')}{power}: queue position, prints and book crosses fill us)"
+
+
 def summary(metrics: dict, run_dir=None) -> str:
     m = metrics
     rows = [
@@ -40,8 +47,7 @@ def summary(metrics: dict, run_dir=None) -> str:
             ("time at limit", f"{_fmt(m['time_at_limit_pct'], '.2f')} %"),
         ]),
         ("Run", [
-            ("fill model", f"{m['fill_model']} (NautilusTrader L2 matching: fills only when the book crosses us)"
-             if m["fill_model"] == "cross" else m["fill_model"]),
+            ("fill model", _fill_model(m)),
             ("latency", f"{_fmt(m.get('latency_ms'), ',.0f')} ms"),
             ("window", f"{m['window']['start']} .. {m['window']['end']}"),
             ("events / wall", f"{m['events_processed']:,} in {m['wall_seconds']:.2f} s "

@@ -27,6 +27,8 @@ from tqdm import tqdm
 from backtests.config import BacktestConfig
 from backtests.metrics import FILL_COLUMNS, QUOTE_COLUMNS, TOB_COLUMNS, Analytics, Limits, compute
 from backtests.recorder import RecorderConfig, RunRecorder
+from backtests.fills.module import QueueFillModel, QueueFillModule
+from backtests.fills.queue_models import make_queue_model
 from data.catalog import Tape, open_tape, parse_time
 from data.instrument import currency_pair
 from strategies.control import register_halt_endpoint
@@ -60,7 +62,7 @@ def run_backtest(
     start_ns, end_ns = window(config, tape)
 
     venue = config.venue
-    engine, instrument = build_engine(config, tape)
+    engine, instrument, queue_module = build_engine(config, tape)
     strategy = MarketMaker(strat_cfg)
     engine.add_strategy(strategy)
     recorder = RunRecorder(RecorderConfig(instrument_id=instrument.id, strategy_id=strategy.id))
@@ -90,7 +92,10 @@ def run_backtest(
         "events_processed": events,
         "wall_seconds": round(wall, 3),
         "fill_model": venue.fill_model,
+        "queue_model": venue.queue_model if venue.fill_model == "queue" else None,
+        "queue_power": venue.queue_power if venue.fill_model == "queue" and venue.queue_model == "prob_power" else None,
         "latency_ms": venue.latency_ms,
+        "queue_fills": dict(queue_module.stats) if queue_module else None,
         "halted": strategy.halted,
         "trading_state": engine.kernel.risk_engine.trading_state.name,
         "halt_reason": strategy.halt_reason,
@@ -105,8 +110,9 @@ def run_backtest(
     return RunResult(run_dir, metrics, analytics, orders, quotes, strategy, cash_change, base_change)
 
 
-def build_engine(config: BacktestConfig, tape: Tape) -> tuple[BacktestEngine, CurrencyPair]:
-    """A BacktestEngine with the venue and instrument the config describes, and no trader yet."""
+def build_engine(config: BacktestConfig, tape: Tape) -> tuple[BacktestEngine, CurrencyPair, QueueFillModule | None]:
+    """A BacktestEngine with the venue and instrument the config describes, and no trader yet
+    (plus the queue fill module when the venue uses queue fills)."""
     venue = config.venue
     instrument = currency_pair(
         tape.instrument.id, tape.instrument.price_precision, tape.instrument.size_precision,
@@ -114,10 +120,22 @@ def build_engine(config: BacktestConfig, tape: Tape) -> tuple[BacktestEngine, Cu
     )
     engine = BacktestEngine(BacktestEngineConfig(
         trader_id=TraderId("FLASHMM-001"),
-        logging=LoggingConfig(log_level="ERROR"),
+        logging=LoggingConfig(
+            log_level="ERROR",
+            # With queue fills the module owns resting-order fills and the matching engine is told
+            # "no liquidity" for them; it would log that as an error on every crossed update.
+            log_component_levels={f"OrderMatchingEngine({instrument.id.venue})": "OFF"}
+            if venue.fill_model == "queue" else None,
+        ),
         risk_engine=RiskEngineConfig(bypass=False),
     ))
-    latency = int(venue.latency_ms * 1_000_000)
+    if venue.fill_model == "queue":
+        queue_module = QueueFillModule(instrument, make_queue_model(venue.queue_model, venue.queue_power))
+        modules = [queue_module]
+        fill_model = QueueFillModel(queue_module.live, random_seed=config.run.seed)
+    else:
+        modules = []
+        fill_model = FillModel(prob_fill_on_limit=1.0, prob_slippage=0.0, random_seed=config.run.seed)
     engine.add_venue(
         venue=instrument.id.venue,
         oms_type=OmsType.NETTING,
@@ -127,14 +145,25 @@ def build_engine(config: BacktestConfig, tape: Tape) -> tuple[BacktestEngine, Cu
             Money(venue.starting_base, instrument.base_currency),
         ],
         book_type=BookType.L2_MBP,
-        fill_model=FillModel(prob_fill_on_limit=1.0, prob_slippage=0.0, random_seed=config.run.seed),
+        modules=modules,
+        fill_model=fill_model,
         fee_model=MakerTakerFeeModel(),
-        # Explicit: LatencyModel's own default base latency is not what we want.
-        latency_model=LatencyModel(base_latency_nanos=latency) if latency else None,
+        latency_model=latency_model(venue),
         trade_execution=False,
     )
     engine.add_instrument(instrument)
-    return engine, instrument
+    return engine, instrument, modules[0] if modules else None
+
+
+def latency_model(venue) -> LatencyModel | None:
+    """Insert and cancel latency; set explicitly, as LatencyModel's own base default is not ours."""
+    ms = 1_000_000
+    insert = int((venue.latency_ms if venue.insert_latency_ms is None else venue.insert_latency_ms) * ms)
+    cancel = int((venue.latency_ms if venue.cancel_latency_ms is None else venue.cancel_latency_ms) * ms)
+    if insert == 0 and cancel == 0:
+        return None
+    return LatencyModel(base_latency_nanos=0, insert_latency_nanos=insert, update_latency_nanos=insert,
+                        cancel_latency_nanos=cancel)
 
 
 def window(config: BacktestConfig, tape: Tape) -> tuple[int, int]:
@@ -197,7 +226,11 @@ def _write_run(config: BacktestConfig, out, metrics, analytics: Analytics, order
     run_dir.mkdir(parents=True, exist_ok=False)
     resolved = config.to_dict()
     resolved["strategy"] = json.loads(config.strategy_config().json())
-    resolved["strategy"] = {k: v for k, v in resolved["strategy"].items() if v is not None}
+    for key in ("insert_latency_ms", "cancel_latency_ms"):
+        if resolved["venue"][key] is None:
+            resolved["venue"][key] = resolved["venue"]["latency_ms"]
+    # TOML has no null: an unset optional is simply absent.
+    resolved = {section: {k: v for k, v in values.items() if v is not None} for section, values in resolved.items()}
     (run_dir / "config.toml").write_text(tomli_w.dumps(resolved))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     analytics.fills.to_parquet(run_dir / "fills.parquet", index=False)

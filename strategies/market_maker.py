@@ -28,7 +28,7 @@ from nautilus_trader.trading.strategy import Strategy
 
 from strategies.config import MarketMakerConfig
 from strategies.control import HALT_ENDPOINT
-from strategies.quoting import BUY, SELL, Grid, Quote, Top, build_ladder, capacities
+from strategies.quoting import BUY, SELL, Grid, Quote, Top, build_ladder, capacities, fair_value
 from strategies.signal import NoSignal, SignalSource, effective_signal
 
 PENDING, WORKING, CANCELLING = "pending", "working", "cancelling"
@@ -85,6 +85,8 @@ class MarketMaker(Strategy):
         self.book: OrderBook | None = None
         self.last_book_ns = 0
         self.last_quote_fair = 0.0
+        self.dirty = True  # the ladder must be rebuilt at the next opportunity
+        self.max_age_ns = int(config.max_order_age_secs * NS)
         self.actions: deque[int] = deque()  # timestamps of submits/cancels, for the rate cap
         self.vol = RollingVol(int(config.vol_window_secs * NS))
         self.stats = {"requotes": 0, "rate_limited": 0, "stale_pulls": 0, "post_only_rejects": 0}
@@ -117,11 +119,9 @@ class MarketMaker(Strategy):
         if top is None:
             return
         self.vol.update(deltas.ts_event, top.mid)
-        if self.stale:
-            self.stale = False
-        moved = abs(top.mid / self.last_quote_fair - 1) * 1e4 if self.last_quote_fair else math.inf
-        if moved > self.cfg.requote_tolerance_bps:
-            self._requote()
+        self.stale = False
+        if self._needs_requote(top, deltas.ts_event):
+            self._requote(top)
 
     def _on_timer(self, event) -> None:
         now = self.clock.timestamp_ns()
@@ -132,7 +132,21 @@ class MarketMaker(Strategy):
                 self.log.warning("book is stale: pulling quotes")
                 self._cancel_all(reason="stale")
             return
-        self._requote()
+        top = self._top()
+        if top is None or self._check_kill_switch(top.mid):
+            return
+        if self._needs_requote(top, now):
+            self._requote(top)
+
+    def _needs_requote(self, top: Top, now: int) -> bool:
+        """Requote only when something the ladder depends on changed: an order left or filled,
+        fair value moved beyond the tolerance, an order aged out, or a signal is plugged in."""
+        if self.dirty or not isinstance(self.signal_source, NoSignal):
+            return True
+        fair = fair_value(top, self.cfg.fair_value)
+        if abs(fair / self.last_quote_fair - 1) * 1e4 > self.cfg.requote_tolerance_bps:
+            return True
+        return any(now - o.ts_submitted > self.max_age_ns for o in self.orders.values())
 
     def _top(self) -> Top | None:
         book = self.book
@@ -145,11 +159,8 @@ class MarketMaker(Strategy):
 
     # -- quoting --------------------------------------------------------------------------------
 
-    def _requote(self) -> None:
+    def _requote(self, top: Top) -> None:
         if self.halted or self.stale:
-            return
-        top = self._top()
-        if top is None:
             return
         now = self.clock.timestamp_ns()
         if self._check_kill_switch(top.mid):
@@ -172,18 +183,20 @@ class MarketMaker(Strategy):
             self.cfg, self.grid, top, self.inventory, self.vol.sigma(top.mid), signal,
             room[0] - exiting[BUY], room[1] - exiting[SELL],
         )
-        self._reconcile(desired, now, {BUY: room[0], SELL: room[1]})
-        self.last_quote_fair = top.mid
+        complete = self._reconcile(desired, now, {BUY: room[0], SELL: room[1]})
+        self.last_quote_fair = fair_value(top, self.cfg.fair_value)
+        self.dirty = not complete
         self.stats["requotes"] += 1
 
-    def _reconcile(self, desired: list[Quote], now: int, room: dict[str, float]) -> None:
+    def _reconcile(self, desired: list[Quote], now: int, room: dict[str, float]) -> bool:
         """Cancel what no longer matches, keep what does (queue priority), submit the rest.
 
         A new order is sent only if, with every order still live or in flight on its side
         (including those being cancelled now), a full fill of all of them stays within `room`;
         otherwise it waits for the cancels to land and goes out on a later requote.
+        Returns whether the whole ladder went out.
         """
-        max_age = self.cfg.max_order_age_secs * NS
+        max_age = self.max_age_ns
         wanted = {(q.side, q.price_ticks, q.qty_lots): q for q in desired}
         keep: set[tuple[str, int, int]] = set()
         to_cancel: list[ClientOrderId] = []
@@ -205,6 +218,7 @@ class MarketMaker(Strategy):
         exposure = {BUY: 0.0, SELL: 0.0}
         for order in self.orders.values():
             exposure[order.side] += order.leaves
+        sent = 0
         for quote in to_submit:
             qty = quote.qty_lots * self.grid.lot
             if budget <= 0:
@@ -213,7 +227,9 @@ class MarketMaker(Strategy):
                 continue
             exposure[quote.side] += qty
             budget -= 1
+            sent += 1
             self._submit(quote, now)
+        return sent == len(to_submit) and budget >= 0
 
     def _action_budget(self, now: int) -> int:
         while self.actions and self.actions[0] <= now - NS:
@@ -302,6 +318,7 @@ class MarketMaker(Strategy):
         self.cash -= sign * qty * px
         fee = event.commission
         self.cash -= float(fee) if fee.currency == self.quote_ccy else float(fee) * px
+        self.dirty = True
         tracked = self.orders.get(event.client_order_id)
         if tracked is not None:
             tracked.leaves = max(tracked.leaves - qty, 0.0)
@@ -315,20 +332,24 @@ class MarketMaker(Strategy):
         if tracked is not None:
             order = self.cache.order(event.client_order_id)
             if order is None or order.is_closed:
-                del self.orders[event.client_order_id]
+                self._forget(event.client_order_id)
             else:
                 tracked.state = WORKING
+
+    def _forget(self, coid: ClientOrderId) -> None:
+        if self.orders.pop(coid, None) is not None:
+            self.dirty = True
 
     def on_order_rejected(self, event: OrderRejected) -> None:
         if event.due_post_only:
             self.stats["post_only_rejects"] += 1
-        self.orders.pop(event.client_order_id, None)
+        self._forget(event.client_order_id)
 
     def on_order_denied(self, event: OrderDenied) -> None:
-        self.orders.pop(event.client_order_id, None)
+        self._forget(event.client_order_id)
 
     def on_order_canceled(self, event: OrderCanceled) -> None:
-        self.orders.pop(event.client_order_id, None)
+        self._forget(event.client_order_id)
 
     def on_order_expired(self, event: OrderExpired) -> None:
-        self.orders.pop(event.client_order_id, None)
+        self._forget(event.client_order_id)

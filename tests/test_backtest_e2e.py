@@ -53,10 +53,18 @@ def test_cli_backtest_on_the_bundled_sample(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert METRIC_KEYS <= set(metrics)
     assert set(metrics["markout_bps"]) == {"0.4s", "2s", "10s", "60s"}
-    assert metrics["fill_model"] == "cross" and "cross" in out.stdout
+    assert metrics["fill_model"] == "queue" and "queue (prob_power n=2" in out.stdout
+    assert metrics["queue_model"] == "prob_power" and metrics["queue_power"] == 2.0
     assert metrics["pnl_spread_capture"] + metrics["pnl_inventory"] - metrics["fees_paid"] == pytest.approx(
         metrics["pnl_total"], abs=1e-6)
     assert metrics["fill_count"] > 0 and metrics["events_processed"] > 100_000
+    # passive fills at the touch from prints, not only when the book crosses us
+    fills_df = pd.read_parquet(run / "fills.parquet")
+    at_touch = ((fills_df.side == 1) & (fills_df.price == fills_df.bid_at_fill)) | (
+        (fills_df.side == -1) & (fills_df.price == fills_df.ask_at_fill))
+    assert at_touch.sum() == metrics["fills_at_touch"] > 0
+    assert metrics["queue_fills"]["trade_fills"] > metrics["queue_fills"]["cross_fills"]
+    assert (fills_df["liquidity"] == "MAKER").all()
     resolved = load_config(run / "config.toml").strategy_config()  # the written config is complete and valid
     assert resolved == load_config(SAMPLE_CONFIG).strategy_config()
     fills = pd.read_parquet(run / "fills.parquet")

@@ -1,0 +1,177 @@
+"""Queue-aware fills inside NautilusTrader 1.221's BacktestEngine, with no change to strategies.
+
+Two hooks of the pinned engine do the work:
+
+- `QueueFillModule` (a `SimulationModule`) sees every data point before the exchange does. It keeps
+  a private copy of the venue's L2 book, follows our live orders' queue positions (`QueueBook`),
+  and fills them through `OrderMatchingEngine.fill_order(..., MAKER)` at their own price.
+- `QueueFillModel` (a `FillModel`) answers the engine's own limit-order matching for the orders the
+  module tracks with an empty book, so the engine never fills them a second time from liquidity the
+  module already gave out (NautilusTrader issue #2564) or against crossed-only logic.
+
+Latency stays NautilusTrader's `LatencyModel`: an order joins a queue only once the venue has
+accepted it, and a cancel in flight leaves it fillable until the cancel arrives.
+"""
+
+from __future__ import annotations
+
+from nautilus_trader.backtest.models import FillModel
+from nautilus_trader.backtest.modules import SimulationModule
+from nautilus_trader.config import SimulationModuleConfig
+from nautilus_trader.model.book import OrderBook
+from nautilus_trader.model.data import OrderBookDeltas, TradeTick
+from nautilus_trader.model.enums import AggressorSide, BookAction, BookType, LiquiditySide, OrderSide
+from nautilus_trader.model.instruments import Instrument
+from nautilus_trader.model.objects import Quantity
+
+from backtests.fills.queue_book import QueueBook
+from backtests.fills.queue_models import QueueModel
+
+_DELETE, _CLEAR = BookAction.DELETE, BookAction.CLEAR
+
+
+class QueueFillModel(FillModel):
+    """Leaves resting orders the queue module tracks to the module; everything else is default."""
+
+    def __init__(self, tracked: dict, random_seed: int | None = None) -> None:
+        super().__init__(prob_fill_on_limit=1.0, prob_slippage=0.0, random_seed=random_seed)
+        self._tracked = tracked
+        self._empty: OrderBook | None = None
+
+    def get_orderbook_for_fill_simulation(self, instrument, order, best_bid, best_ask):
+        if order.client_order_id not in self._tracked:
+            return None
+        if self._empty is None:
+            self._empty = OrderBook(instrument.id, BookType.L2_MBP)
+        return self._empty
+
+
+class QueueFillModule(SimulationModule):
+    def __init__(self, instrument: Instrument, model: QueueModel) -> None:
+        super().__init__(SimulationModuleConfig())
+        self.instrument = instrument
+        self.tick_raw = instrument.price_increment.raw
+        self.lot_raw = instrument.size_increment.raw
+        self.lot = float(instrument.size_increment)
+        self.queue = QueueBook(model)
+        self.book = OrderBook(instrument.id, BookType.L2_MBP)
+        self.live: dict = {}  # client_order_id -> Order, the orders the queue tracks
+        self.stats = {"trade_fills": 0, "cross_fills": 0, "filled_lots": 0}
+        self._engine = None
+
+    # NautilusTrader wants these on a module
+    def log_diagnostics(self, logger) -> None:
+        logger.info(f"queue fills: {self.stats}")
+
+    def reset(self) -> None:
+        self.queue = QueueBook(self.queue.model)
+        self.book.clear(0, 0)
+        self.live.clear()
+
+    def _matching_engine(self):
+        if self._engine is None:
+            self._engine = self.exchange.get_matching_engine(self.instrument.id)
+        return self._engine
+
+    # -- data, before the exchange sees it ------------------------------------------------------
+
+    def pre_process(self, data) -> None:
+        if isinstance(data, OrderBookDeltas):
+            self._on_deltas(data)
+        elif isinstance(data, TradeTick):
+            if self.live and data.aggressor_side != AggressorSide.NO_AGGRESSOR:
+                fills = self.queue.on_trade(
+                    data.aggressor_side == AggressorSide.BUYER,
+                    data.price.raw // self.tick_raw,
+                    data.size.raw // self.lot_raw,
+                )
+                self._fill(fills, "trade_fills")
+
+    def _on_deltas(self, deltas: OrderBookDeltas) -> None:
+        levels = self.queue.levels
+        self.book.apply_deltas(deltas)
+        if not self.live:
+            return
+        if levels:
+            for delta in deltas.deltas:
+                action = delta.action
+                if action == _CLEAR:
+                    for is_buy, price in list(levels):
+                        self.queue.on_depth(is_buy, price, 0)
+                    continue
+                order = delta.order
+                key = (order.side == OrderSide.BUY, order.price.raw // self.tick_raw)
+                if key in levels:
+                    size = 0 if action == _DELETE else order.size.raw // self.lot_raw
+                    self.queue.on_depth(key[0], key[1], size)
+        self._cross()
+
+    def _cross(self) -> None:
+        best_bid, best_ask = self.book.best_bid_price(), self.book.best_ask_price()
+        orders = self.queue.orders.values()
+        if best_ask is not None:
+            ask = best_ask.raw // self.tick_raw
+            if any(o.is_buy and o.price >= ask for o in orders):
+                top = max(o.price for o in orders if o.is_buy)
+                asks = self._levels(self.book.asks(), lambda p: p <= top)
+                self._fill(self.queue.on_cross(True, asks), "cross_fills")
+        if best_bid is not None:
+            bid = best_bid.raw // self.tick_raw
+            if any((not o.is_buy) and o.price <= bid for o in orders):
+                low = min(o.price for o in orders if not o.is_buy)
+                bids = self._levels(self.book.bids(), lambda p: p >= low)
+                self._fill(self.queue.on_cross(False, bids), "cross_fills")
+
+    def _levels(self, side_levels, within) -> list[tuple[int, int]]:
+        out = []
+        for level in side_levels:
+            price = level.price.raw // self.tick_raw
+            if not within(price):
+                break
+            out.append((price, round(level.size() / self.lot)))
+        return out
+
+    def _fill(self, fills: list[tuple[object, int]], kind: str) -> None:
+        if not fills:
+            return
+        engine = self._matching_engine()
+        for key, lots in fills:
+            order = self.live.get(key)
+            if order is None:
+                continue
+            qty = Quantity.from_raw(lots * self.lot_raw, self.instrument.size_precision)
+            engine.fill_order(order, order.price, qty, LiquiditySide.MAKER)
+            self.stats[kind] += 1
+            self.stats["filled_lots"] += lots
+            if self.queue.orders[key].leaves <= 0:
+                self.queue.remove(key)
+                del self.live[key]
+
+    # -- after the exchange processed commands: who is live now ---------------------------------
+
+    def process(self, ts_now: int) -> None:
+        open_orders = self._matching_engine().get_open_orders()
+        if len(open_orders) == len(self.live) and all(o.client_order_id in self.live for o in open_orders):
+            return
+        current = {o.client_order_id: o for o in open_orders}
+        for key in [k for k in self.live if k not in current]:
+            self.queue.remove(key)
+            del self.live[key]
+        for key, order in current.items():
+            if key not in self.live:
+                self._join(order)
+
+    def _join(self, order) -> None:
+        is_buy = order.side == OrderSide.BUY
+        price = order.price.raw // self.tick_raw
+        side = self.book.bids() if is_buy else self.book.asks()
+        market = 0
+        for level in side:
+            p = level.price.raw // self.tick_raw
+            if p == price:
+                market = round(level.size() / self.lot)
+                break
+            if (p < price) if is_buy else (p > price):
+                break
+        self.live[order.client_order_id] = order
+        self.queue.add(order.client_order_id, is_buy, price, order.leaves_qty.raw // self.lot_raw, market)
