@@ -31,6 +31,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fidelity(args: argparse.Namespace) -> int:
+    from backtests.fidelity import compare, render
+    from data.catalog import open_tape, parse_time
+
+    tape = open_tape(args.catalog)
+    report = compare(
+        tape, order_qty=args.order_qty, latency_ms=args.latency_ms, queue_model=args.queue_model,
+        queue_power=args.queue_power, start_ns=parse_time(args.start, tape, "--start"),
+        end_ns=parse_time(args.end, tape, "--end"),
+    )
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     from data.synth import generate
 
@@ -76,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--end", help="window end, e.g. +1h (default: whole tape)")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(func=_cmd_bench)
+
+    fid = sub.add_parser("fidelity", help="our queue-aware fills vs hftbacktest on the same tape and rule",
+                         description="Run one touch-quoting rule through FlashMM's NautilusTrader fill model "
+                                     "and through hftbacktest; print fill counts, maker volumes and ratios.")
+    fid.add_argument("--catalog", required=True, help="catalog directory, e.g. data/sample")
+    fid.add_argument("--order-qty", type=float, default=100.0, help="order size per side (default 100)")
+    fid.add_argument("--latency-ms", type=float, default=400.0, help="insert and cancel latency (default 400)")
+    fid.add_argument("--queue-model", choices=["prob_power", "risk_averse"], default="prob_power")
+    fid.add_argument("--queue-power", type=float, default=2.0, help="n for prob_power (default 2)")
+    fid.add_argument("--start", help="window start: ISO time or offset like +30min")
+    fid.add_argument("--end", help="window end: ISO time or offset like +1h")
+    fid.add_argument("--json", action="store_true", help="print JSON")
+    fid.set_defaults(func=_cmd_fidelity)
 
     data = sub.add_parser("data", help="make or import tapes", description="Make or import tapes.")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from nautilus_trader.model.data import OrderBookDelta, OrderBookDeltas, TradeTick
-from nautilus_trader.model.enums import AggressorSide, RecordFlag
+from nautilus_trader.model.book import OrderBook
+from nautilus_trader.model.data import BookOrder, OrderBookDelta, OrderBookDeltas, TradeTick
+from nautilus_trader.model.enums import AggressorSide, BookAction, BookType, OrderSide, RecordFlag
 from nautilus_trader.model.identifiers import InstrumentId
+from nautilus_trader.model.objects import Quantity
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
@@ -119,6 +121,7 @@ class Tape:
         lo = self.start_ns if start_ns is None else max(start_ns, self.start_ns)
         hi = self.end_ns if end_ns is None else min(end_ns, self.end_ns)
         ident = [str(self.instrument.id)]
+        seed = [self.snapshot(lo - 1)] if lo > self.start_ns else []
         t = lo
         while t <= hi:
             t_end = min(t + chunk_ns - 1, hi)
@@ -129,9 +132,30 @@ class Tape:
             # sequence; a block's prints are put in the order a sweep walks the book.
             deltas.sort(key=lambda d: (d.ts_init, d.sequence))
             trades.sort(key=_trade_order)
-            if deltas or trades:
-                yield batch_deltas(deltas), trades
+            if deltas or trades or seed:
+                yield seed + batch_deltas(deltas), trades
+                seed = []
             t = t_end + 1
+
+    def snapshot(self, ts_ns: int) -> OrderBookDeltas:
+        """The book as it stood at `ts_ns`, as one CLEAR + ADD batch stamped `ts_ns`.
+
+        A window that starts inside a tape needs it: the deltas after the window start only make
+        sense applied to the book the tape had built by then.
+        """
+        book = OrderBook(self.instrument.id, BookType.L2_MBP)
+        for batches, _ in self.parts(self.start_ns, ts_ns):
+            for batch in batches:
+                book.apply_deltas(batch)
+        iid, precision = self.instrument.id, self.instrument.size_precision
+        deltas = [OrderBookDelta.clear(iid, 0, ts_ns, ts_ns)]
+        for side, levels in ((OrderSide.BUY, book.bids()), (OrderSide.SELL, book.asks())):
+            for level in levels:
+                order = BookOrder(side, level.price, Quantity(level.size(), precision), 0)
+                deltas.append(OrderBookDelta(iid, BookAction.ADD, order, 0, 0, ts_ns, ts_ns))
+        last = deltas[-1]
+        deltas[-1] = OrderBookDelta(iid, last.action, last.order, F_LAST, 0, ts_ns, ts_ns)
+        return OrderBookDeltas(iid, deltas)
 
     def chunks(
         self, start_ns: int | None = None, end_ns: int | None = None

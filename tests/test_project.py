@@ -47,7 +47,7 @@ def test_strategies_never_import_adapters_or_runners():
         assert not re.search(r"^\s*(from|import)\s+(adapters|backtests|app)\b", text, re.M), path
 
 
-@pytest.mark.parametrize("argv", [[], ["backtest"], ["bench"], ["data"], ["data", "synth"], ["data", "import-tardis"]])
+@pytest.mark.parametrize("argv", [[], ["backtest"], ["bench"], ["fidelity"], ["data"], ["data", "synth"], ["data", "import-tardis"]])
 def test_every_subcommand_has_help(argv):
     out = subprocess.run([sys.executable, "-m", "app.cli", *argv, "--help"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
