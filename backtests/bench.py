@@ -1,7 +1,11 @@
 """`flashmm bench`: what the FlashMM stack costs on top of the bare NautilusTrader engine.
 
-Each mode runs in its own process so that peak RSS is that mode's alone. Events are individual
-records (book deltas + trades); events/s is over the engine's run loop only.
+Three runs of the same tape, each in its own process so that peak RSS is that run's alone:
+`bare` (NautilusTrader alone), `full` (strategy, recorder, queue-fill module, analytics) and
+`no_orders` (the full stack with a zero notional limit, so the strategy computes every ladder but
+sends nothing). The last one splits the full stack's cost into what FlashMM's own per-event code
+costs and what NautilusTrader's order lifecycle costs for the orders the strategy sends.
+Events are individual records (book deltas + trades); events/s is over the engine's run loop.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ def _measure(mode: str, config_path: str, overrides: dict) -> dict:
     if mode == "bare":
         # NautilusTrader alone: no strategy, no recorder, no queue-fill module.
         overrides = {**overrides, "venue.fill_model": "cross"}
+    elif mode == "no_orders":
+        overrides = {**overrides, "strategy.max_notional": 1e-9}
     config = load_config(config_path, overrides)
     if mode == "bare":
         tape = open_tape(config.run.catalog, config.run.instrument_id or None)
@@ -33,12 +39,15 @@ def _measure(mode: str, config_path: str, overrides: dict) -> dict:
         engine.end()
         wall = time.perf_counter() - t0
         engine.dispose()
+        orders = 0
     else:
         result = run_backtest(config, write=False)
         events, wall = result.metrics["events_processed"], result.metrics["wall_seconds"]
+        orders = result.metrics["orders_submitted"]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"mode": mode, "events": events, "wall_seconds": wall, "events_per_sec": events / wall,
-            "peak_rss_mb": rss_mb}
+            "peak_rss_mb": rss_mb, "orders": orders if mode != "bare" else 0,
+            "fill_model": config.venue.fill_model}
 
 
 def run_bench(config_path: str, catalog: str | None = None, end: str | None = None) -> dict:
@@ -48,25 +57,35 @@ def run_bench(config_path: str, catalog: str | None = None, end: str | None = No
     if end:
         args += ["--end", end]
     results = {}
-    for mode in ("bare", "full"):
+    for mode in ("bare", "full", "no_orders"):
         proc = subprocess.run([*args, "--mode", mode], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"bench mode {mode} failed:\n{proc.stderr[-2000:]}")
         results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
-    bare, full = results["bare"], results["full"]
+    bare, full, quiet = results["bare"], results["full"], results["no_orders"]
     ratio = full["events_per_sec"] / bare["events_per_sec"]
+    quiet_ratio = quiet["events_per_sec"] / bare["events_per_sec"]
+    order_cost_us = (full["wall_seconds"] - quiet["wall_seconds"]) / max(full["orders"], 1) * 1e6
+
+    def row(name, r):
+        return f"{name:<34}{r['events_per_sec']:>12,.0f} events/s  peak RSS {r['peak_rss_mb']:,.0f} MB"
+
     text = "\n".join([
-        f"tape: {bare['events']:,} events",
-        f"bare engine (no strategy): {bare['events_per_sec']:>12,.0f} events/s  peak RSS {bare['peak_rss_mb']:,.0f} MB",
-        f"full FlashMM stack:        {full['events_per_sec']:>12,.0f} events/s  peak RSS {full['peak_rss_mb']:,.0f} MB",
-        f"full / bare throughput ratio: {ratio:.3f}",
+        f"tape: {bare['events']:,} events; fill model {full['fill_model']}",
+        row("bare engine (no strategy)", bare),
+        row(f"full FlashMM stack ({full['orders']:,} orders)", full),
+        row("full stack, no orders sent", quiet),
+        f"full / bare throughput ratio:        {ratio:.3f}",
+        f"no-orders / bare throughput ratio:   {quiet_ratio:.3f}",
+        f"cost per order sent (submit, events, cancel): {order_cost_us:,.0f} us",
     ])
-    return {"bare": bare, "full": full, "ratio_full_to_bare": ratio, "text": text}
+    return {"bare": bare, "full": full, "no_orders": quiet, "ratio_full_to_bare": ratio,
+            "ratio_no_orders_to_bare": quiet_ratio, "us_per_order": order_cost_us, "text": text}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["bare", "full"], required=True)
+    parser.add_argument("--mode", choices=["bare", "full", "no_orders"], required=True)
     parser.add_argument("--config", required=True)
     parser.add_argument("--catalog")
     parser.add_argument("--end")

@@ -124,7 +124,10 @@ def run_nautilus(tape: Tape, order_qty: float, latency_ms: float, queue_model: s
 
 def compare(tape: Tape, order_qty: float = 100.0, latency_ms: float = 400.0, queue_model: str = "prob_power",
             queue_power: float = 2.0, start_ns: int | None = None, end_ns: int | None = None) -> dict:
-    from backtests.fidelity_hbt import run_hftbacktest
+    try:
+        from backtests.fidelity_hbt import run_hftbacktest
+    except ImportError as exc:  # hftbacktest is a test/dev dependency
+        raise ValueError(f"flashmm fidelity needs hftbacktest ({exc}): pip install -e '.[test]'") from None
 
     start_ns = tape.start_ns if start_ns is None else start_ns
     end_ns = tape.end_ns if end_ns is None else end_ns

@@ -63,6 +63,11 @@ class MarketMakerConfig(StrategyConfig, kw_only=True, frozen=True, forbid_unknow
     requote_interval_ms: int = 400
     requote_tolerance_bps: float = 1.0
     max_order_age_secs: float = 30.0
+    # Keep a resting order instead of replacing it when it is at most this many ticks less
+    # aggressive than the ladder wants (never more aggressive), and at most `size_tolerance`
+    # smaller (never larger): fewer transactions, and the order keeps its queue position.
+    requote_hysteresis_ticks: int = 0
+    size_tolerance: float = 0.0
     # Signal hook (a no-op until an ML signal source is plugged in)
     signal_max_age_ms: int = 2_000
     signal_max_shift_bps: float = 5.0
@@ -83,11 +88,13 @@ class MarketMakerConfig(StrategyConfig, kw_only=True, frozen=True, forbid_unknow
             if not getattr(self, name) > 0:
                 raise ConfigError(f"strategy.{name} must be > 0, got {getattr(self, name)!r}")
         non_negative = ("level_spacing_ticks", "half_spread_bps", "min_spread_bps",
-                        "requote_tolerance_bps", "linear_skew_bps", "size_skew",
+                        "requote_tolerance_bps", "linear_skew_bps", "size_skew", "requote_hysteresis_ticks",
                         "signal_max_age_ms", "signal_max_shift_bps")
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"strategy.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 <= self.size_tolerance < 1:
+            raise ConfigError(f"strategy.size_tolerance must be in [0, 1), got {self.size_tolerance!r}")
         if self.levels > 1 and self.level_spacing_ticks < 1:
             raise ConfigError("strategy.level_spacing_ticks must be >= 1 when levels > 1")
         if not 0 < self.signal_min_spread_scale <= 1 <= self.signal_max_spread_scale:

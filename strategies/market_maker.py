@@ -28,7 +28,18 @@ from nautilus_trader.trading.strategy import Strategy
 
 from strategies.config import MarketMakerConfig
 from strategies.control import HALT_ENDPOINT
-from strategies.quoting import BUY, SELL, Grid, Quote, Top, build_ladder, capacities, fair_value
+from strategies.quoting import (
+    BUY,
+    SELL,
+    Grid,
+    Quote,
+    Resting,
+    Top,
+    build_ladder,
+    capacities,
+    fair_value,
+    match_ladder,
+)
 from strategies.signal import NoSignal, SignalSource, effective_signal
 
 PENDING, WORKING, CANCELLING = "pending", "working", "cancelling"
@@ -196,19 +207,17 @@ class MarketMaker(Strategy):
         otherwise it waits for the cancels to land and goes out on a later requote.
         Returns whether the whole ladder went out.
         """
-        max_age = self.max_age_ns
-        wanted = {(q.side, q.price_ticks, q.qty_lots): q for q in desired}
-        keep: set[tuple[str, int, int]] = set()
-        to_cancel: list[ClientOrderId] = []
+        resting, to_cancel = [], []
         for coid, order in self.orders.items():
             if order.state == CANCELLING or order.cancel_on_accept:
                 continue
-            key = (order.side, order.price_ticks, self.grid.lots(order.leaves))
-            if key in wanted and key not in keep and now - order.ts_submitted <= max_age:
-                keep.add(key)
-            else:
+            if now - order.ts_submitted > self.max_age_ns:
                 to_cancel.append(coid)
-        to_submit = [q for key, q in wanted.items() if key not in keep]
+            else:
+                resting.append(Resting(coid, order.side, order.price_ticks, self.grid.lots(order.leaves)))
+        keep, to_submit = match_ladder(desired, resting, self.cfg.requote_hysteresis_ticks, self.cfg.size_tolerance)
+        kept = set(keep)
+        to_cancel += [r.key for r in resting if r.key not in kept]
         budget = self._action_budget(now)
         if budget < len(to_cancel) + len(to_submit):
             self.stats["rate_limited"] += 1

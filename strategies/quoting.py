@@ -152,3 +152,43 @@ def capacities(
     buy = min(buy, quote_balance / price - open_buys)
     sell = min(sell, base_balance - open_sells)
     return max(buy, 0.0), max(sell, 0.0)
+
+
+@dataclass(frozen=True)
+class Resting:
+    key: object
+    side: str
+    price_ticks: int
+    qty_lots: int
+
+
+def match_ladder(
+    desired: list[Quote], resting: list[Resting], hysteresis_ticks: int, size_tolerance: float
+) -> tuple[list[object], list[Quote]]:
+    """Which resting orders can stand in for desired quotes, and which quotes must be sent.
+
+    A resting order stands in for a desired quote on its side if it is no more aggressive and at
+    most `hysteresis_ticks` less aggressive, and its size is no larger and at most
+    `size_tolerance` (a fraction) smaller. Keeping it saves a cancel and a place (a transaction's
+    worth of gas on Sei) and keeps its queue position; it can only ever take less risk than the
+    quote it replaces. Quotes are served most aggressive first, each taking the most aggressive
+    resting order that fits, which keeps the most orders for interval constraints like these.
+    """
+    keep: list[object] = []
+    send: list[Quote] = []
+    for side, sign in ((BUY, 1), (SELL, -1)):
+        pool = sorted((r for r in resting if r.side == side), key=lambda r: -sign * r.price_ticks)
+        for quote in sorted((q for q in desired if q.side == side), key=lambda q: -sign * q.price_ticks):
+            lo_lots = math.ceil(quote.qty_lots * (1 - size_tolerance) - 1e-9)
+            found = None
+            for r in pool:
+                behind = sign * (quote.price_ticks - r.price_ticks)  # ticks less aggressive than wanted
+                if 0 <= behind <= hysteresis_ticks and lo_lots <= r.qty_lots <= quote.qty_lots:
+                    found = r
+                    break
+            if found is None:
+                send.append(quote)
+            else:
+                pool.remove(found)
+                keep.append(found.key)
+    return keep, send

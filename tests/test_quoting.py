@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from strategies.config import ConfigError, MarketMakerConfig, parse_strategy_config
-from strategies.quoting import BUY, SELL, Grid, Top, build_ladder, capacities, quote_depths
+from strategies.quoting import BUY, SELL, Grid, Quote, Resting, Top, build_ladder, capacities, match_ladder, quote_depths
 from strategies.signal import NEUTRAL, Signal, effective_signal
 
 GRID = Grid(0.0001, 0.1)
@@ -142,3 +142,40 @@ def test_strategy_config_is_frozen():
     cfg = parse_strategy_config({"instrument_id": "SEI/USDC.SEI"})
     with pytest.raises(AttributeError):
         cfg.levels = 9
+
+
+quotes_st = st.builds(Quote, side=st.sampled_from([BUY, SELL]), price_ticks=st.integers(3990, 4010),
+                      qty_lots=st.integers(1, 50), level=st.just(0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(desired=st.lists(quotes_st, max_size=6), resting=st.lists(quotes_st, max_size=6),
+       hysteresis=st.integers(0, 3), tolerance=st.floats(0, 0.9))
+def test_kept_orders_never_take_more_risk_than_the_quotes_they_stand_in_for(desired, resting, hysteresis, tolerance):
+    orders = [Resting(i, q.side, q.price_ticks, q.qty_lots) for i, q in enumerate(resting)]
+    keep, send = match_ladder(desired, orders, hysteresis, tolerance)
+    assert len(set(keep)) == len(keep)
+    assert len(keep) + len(send) == len(desired)
+    kept = [orders[k] for k in keep]
+    served = list(desired)
+    for q in send:
+        served.remove(q)
+    # the kept orders can be paired one-to-one with the quotes they serve, within the rules
+    for side, sign in ((BUY, 1), (SELL, -1)):
+        ks = sorted((o for o in kept if o.side == side), key=lambda o: -sign * o.price_ticks)
+        qs = sorted((q for q in served if q.side == side), key=lambda q: -sign * q.price_ticks)
+        assert len(ks) == len(qs)
+        assert sum(o.qty_lots for o in ks) <= sum(q.qty_lots for q in qs)
+        for o, q in zip(ks, qs):
+            assert 0 <= sign * (q.price_ticks - o.price_ticks) <= hysteresis
+
+
+def test_hysteresis_keeps_a_ladder_that_lags_one_tick_but_moves_one_that_is_too_aggressive():
+    ladder = lambda top: [Quote(BUY, top - i, 10, i) for i in range(3)]  # noqa: E731
+    resting = [Resting(k, BUY, 4000 - k, 10) for k in range(3)]
+    keep, send = match_ladder(ladder(4001), resting, 1, 0.0)  # fair moved up: ours lag by a tick
+    assert sorted(keep) == [0, 1, 2] and send == []
+    keep, send = match_ladder(ladder(3999), resting, 1, 0.0)  # fair moved down: 4000 is too aggressive
+    assert sorted(keep) == [1, 2] and [q.price_ticks for q in send] == [3997]
+    keep, send = match_ladder(ladder(4001), resting, 0, 0.0)  # no hysteresis: exact matches only
+    assert sorted(keep) == [0, 1] and [q.price_ticks for q in send] == [4001]
