@@ -279,6 +279,8 @@ class MarketMaker(Strategy):
 
     def _cancel_all(self, reason: str) -> None:
         """Pull every quote, including in-flight ones; never rate limited (it reduces risk)."""
+        if self.orders:
+            self.log.info(f"pulling {len(self.orders)} quotes: {reason}")
         now = self.clock.timestamp_ns()
         for coid in list(self.orders):
             self._cancel(coid, now, count=False)
@@ -326,7 +328,10 @@ class MarketMaker(Strategy):
         self.inventory += sign * qty
         self.cash -= sign * qty * px
         fee = event.commission
-        self.cash -= float(fee) if fee.currency == self.quote_ccy else float(fee) * px
+        if fee.currency == self.quote_ccy:
+            self.cash -= float(fee)
+        else:  # charged in the base currency: it leaves our inventory
+            self.inventory -= float(fee)
         self.dirty = True
         tracked = self.orders.get(event.client_order_id)
         if tracked is not None:
