@@ -10,16 +10,26 @@ from pathlib import Path
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from backtests.config import load_config
-    from backtests.report import summary
+    from backtests.report import side_by_side, summary
     from backtests.runner import run_backtest
 
     overrides = {"run.catalog": str(Path(args.catalog).resolve())} if args.catalog else {}
     for key, value in (("run.start", args.start), ("run.end", args.end), ("run.seed", args.seed)):
         if value is not None:
             overrides[key] = value
-    config = load_config(args.config, overrides)
-    result = run_backtest(config, out=args.out, progress=not args.quiet)
-    print(summary(result.metrics, result.run_dir))
+    if args.signal in ("on", "off"):
+        overrides["strategy.use_signal"] = args.signal == "on"
+    if args.signal != "both":
+        result = run_backtest(load_config(args.config, overrides), out=args.out, progress=not args.quiet)
+        print(summary(result.metrics, result.run_dir))
+        return 0
+    runs = {}
+    for label, flag in (("signal off", False), ("signal on", True)):
+        config = load_config(args.config, {**overrides, "strategy.use_signal": flag})
+        runs[label] = run_backtest(config, out=args.out, progress=not args.quiet)
+    print(side_by_side({label: r.metrics for label, r in runs.items()}))
+    for label, r in runs.items():
+        print(f"{label}: run written to {r.run_dir}")
     return 0
 
 
@@ -42,6 +52,17 @@ def _cmd_fidelity(args: argparse.Namespace) -> int:
         end_ns=parse_time(args.end, tape, "--end"),
     )
     print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from models.train import render_report, train
+
+    report = train(args.catalog, args.train_until, args.valid_until, args.out, seed=args.seed,
+                   horizon_blocks=args.horizon_blocks, threshold_bps=args.threshold_bps, epochs=args.epochs,
+                   hidden=args.hidden, end=args.end)
+    print(render_report(report))
+    print(f"\nmodel written to {args.out}")
     return 0
 
 
@@ -79,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--start", help="window start: ISO time or offset like +30min (overrides run.start)")
     bt.add_argument("--end", help="window end: ISO time or offset like +1h (overrides run.end)")
     bt.add_argument("--seed", type=int, help="overrides run.seed")
+    bt.add_argument("--signal", choices=["config", "on", "off", "both"], default="config",
+                    help="trade on the ML signal: as the config says (default), on, off, or both (an "
+                         "ablation: two runs, metrics side by side)")
     bt.add_argument("--quiet", action="store_true", help="no progress bar")
     bt.set_defaults(func=_cmd_backtest)
 
@@ -103,6 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     fid.add_argument("--end", help="window end: ISO time or offset like +1h")
     fid.add_argument("--json", action="store_true", help="print JSON")
     fid.set_defaults(func=_cmd_fidelity)
+
+    tr = sub.add_parser("train", help="train the ML signal (walk-forward) and export TorchScript + meta.json",
+                        description="Train the short-horizon MLP signal on a catalog: train up to --train-until, "
+                                    "early-stop and calibrate on [--train-until, --valid-until), report out of "
+                                    "sample on what follows, against baselines.")
+    tr.add_argument("--catalog", required=True, help="catalog directory, e.g. data/sample")
+    tr.add_argument("--train-until", required=True, help="ISO time or offset from the tape start, e.g. +90min")
+    tr.add_argument("--valid-until", help="end of the validation window (default: last 20%% of the train window)")
+    tr.add_argument("--end", help="end of the out-of-sample test window (default: the tape end)")
+    tr.add_argument("--out", required=True, help="artifact directory, e.g. models/artifacts/NAME")
+    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tr.add_argument("--horizon-blocks", type=int, default=1, help="label horizon in blocks (default 1, ~400 ms)")
+    tr.add_argument("--threshold-bps", type=float, default=1.0, help="flat band of the label, bps (default 1)")
+    tr.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping)")
+    tr.add_argument("--hidden", type=int, default=32, help="hidden units per layer")
+    tr.set_defaults(func=_cmd_train)
 
     data = sub.add_parser("data", help="make or import tapes", description="Make or import tapes.")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

@@ -17,7 +17,29 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 from backtests.config import load_config
+
+
+def _timed_strategy():
+    from strategies.market_maker import MarketMaker
+
+    class TimedMarketMaker(MarketMaker):
+        """Times the per-block callback (book batch in, quotes out) for the bench."""
+
+        callback_ns: list[int] = []
+
+        def on_order_book_deltas(self, deltas) -> None:
+            t0 = time.perf_counter_ns()
+            super().on_order_book_deltas(deltas)
+            self.callback_ns.append(time.perf_counter_ns() - t0)
+
+    return TimedMarketMaker
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
 
 
 def _measure(mode: str, config_path: str, overrides: dict) -> dict:
@@ -39,15 +61,22 @@ def _measure(mode: str, config_path: str, overrides: dict) -> dict:
         engine.end()
         wall = time.perf_counter() - t0
         engine.dispose()
-        orders = 0
+        orders, extra = 0, {}
     else:
-        result = run_backtest(config, write=False)
+        strategy_cls = _timed_strategy()
+        result = run_backtest(config, write=False, strategy_cls=strategy_cls)
         events, wall = result.metrics["events_processed"], result.metrics["wall_seconds"]
         orders = result.metrics["orders_submitted"]
+        callback_us = [ns / 1e3 for ns in strategy_cls.callback_ns]
+        extra = {"callback_us_p50": _pct(callback_us, 50), "callback_us_p99": _pct(callback_us, 99),
+                 "signal": result.metrics.get("signal")}
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"mode": mode, "events": events, "wall_seconds": wall, "events_per_sec": events / wall,
-            "peak_rss_mb": rss_mb, "orders": orders if mode != "bare" else 0,
-            "fill_model": config.venue.fill_model}
+            "peak_rss_mb": rss_mb, "orders": orders, "fill_model": config.venue.fill_model, **extra}
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f} us"
 
 
 def run_bench(config_path: str, catalog: str | None = None, end: str | None = None) -> dict:
@@ -78,7 +107,12 @@ def run_bench(config_path: str, catalog: str | None = None, end: str | None = No
         f"full / bare throughput ratio:        {ratio:.3f}",
         f"no-orders / bare throughput ratio:   {quiet_ratio:.3f}",
         f"cost per order sent (submit, events, cancel): {order_cost_us:,.0f} us",
+        f"strategy per-block callback p50/p99: {_us(full['callback_us_p50'])} / {_us(full['callback_us_p99'])}",
     ])
+    sig = full.get("signal")
+    if sig:
+        text += (f"\nsignal inference ({sig['model_id']}) p50/p99: {_us(sig['inference_us_p50'])} / "
+                 f"{_us(sig['inference_us_p99'])}, mean {_us(sig['inference_us_mean'])}")
     return {"bare": bare, "full": full, "no_orders": quiet, "ratio_full_to_bare": ratio,
             "ratio_no_orders_to_bare": quiet_ratio, "us_per_order": order_cost_us, "text": text}
 

@@ -43,9 +43,19 @@ class VenueSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     starting_base: float = 25_000.0  # SEI; spot, so selling needs inventory to sell
 
 
+class SignalSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The ML signal actor, run when `strategy.use_signal` is true."""
+
+    model: str = ""  # trained artifact directory (models/artifacts/NAME); "" = rule-based fallback only
+    latency_budget_ms: float = 5.0
+    trip_after: int = 3  # consecutive over-budget inferences that trip the breaker
+    cooldown_secs: float = 60.0  # how long a tripped model stays out before it is retried
+
+
 class BacktestConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     run: RunSection = RunSection()
     venue: VenueSection = VenueSection()
+    signal: SignalSection = SignalSection()
     strategy: dict[str, Any] = {}
 
     def strategy_config(self) -> MarketMakerConfig:
@@ -67,9 +77,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ba
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         raw.setdefault(section, {})[key] = value
-    catalog = raw.get("run", {}).get("catalog")
-    if catalog and not Path(catalog).is_absolute():
-        raw["run"]["catalog"] = str((path.parent / catalog).resolve())
+    for section, key in (("run", "catalog"), ("signal", "model")):
+        value = raw.get(section, {}).get(key)
+        if value and not Path(value).is_absolute():
+            raw[section][key] = str((path.parent / value).resolve())
     return parse_config(raw, source=str(path))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
+from nautilus_trader.model.data import DataType
 from nautilus_trader.model.enums import BookType, LiquiditySide, OrderSide
 from nautilus_trader.model.events import (
     OrderAccepted,
@@ -19,6 +20,8 @@ from nautilus_trader.model.events import (
     OrderSubmitted,
 )
 from nautilus_trader.model.identifiers import InstrumentId, StrategyId
+
+from models.signal_data import SignalData
 
 
 class RecorderConfig(ActorConfig, frozen=True):
@@ -34,6 +37,7 @@ class RunRecorder(Actor):
         self.tob: list[tuple[int, float, float, float, float]] = []
         self.fills: list[tuple] = []
         self.quotes: list[tuple] = []  # ts, bid, bid_qty, ask, ask_qty, n_bids, n_asks (None = no quote)
+        self.signals: list[tuple] = []
         self.submitted = 0
         self.live: dict[str, tuple[bool, float, float]] = {}  # coid -> (is_buy, price, leaves)
         self._last_top: tuple[float, float, float, float] | None = None
@@ -42,6 +46,11 @@ class RunRecorder(Actor):
     def on_start(self) -> None:
         self.subscribe_order_book_deltas(self.instrument_id, book_type=BookType.L2_MBP)
         self.msgbus.subscribe(topic=f"events.order.{self.strategy_id}", handler=self._on_order_event)
+        self.subscribe_data(DataType(SignalData))
+
+    def on_data(self, data) -> None:
+        if isinstance(data, SignalData):
+            self.signals.append(data.row())
 
     def on_order_book_deltas(self, deltas) -> None:
         book = self.cache.order_book(self.instrument_id)

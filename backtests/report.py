@@ -13,6 +13,14 @@ def _fmt(value, spec: str = ",.4f") -> str:
     return str(value)
 
 
+def _signal(sig: dict | None) -> str:
+    if not sig:
+        return "off"
+    return (f"{sig['model_id']}: {sig['model_blocks']:,} model / {sig['fallback_blocks']:,} fallback blocks, "
+            f"trips {sig['trips']}, inference p50/p99 {_fmt(sig['inference_us_p50'], ',.1f')}/"
+            f"{_fmt(sig['inference_us_p99'], ',.1f')} us")
+
+
 def _fill_model(m: dict) -> str:
     if m["fill_model"] == "cross":
         return "cross (NautilusTrader L2 matching: fills only when the book crosses us)"
@@ -53,6 +61,7 @@ def summary(metrics: dict, run_dir=None) -> str:
             ("events / wall", f"{m['events_processed']:,} in {m['wall_seconds']:.2f} s "
              f"({m['events_processed'] / max(m['wall_seconds'], 1e-9):,.0f} ev/s)"),
             ("halted", f"yes: {m['halt_reason']}" if m.get("halted") else "no"),
+            ("signal", _signal(m.get("signal"))),
             ("data", "SYNTHETIC sample" if m.get("synthetic_data") else "recorded"),
         ]),
     ]
@@ -63,4 +72,36 @@ def summary(metrics: dict, run_dir=None) -> str:
         lines.extend(f"  {k:<{width}}{v}" for k, v in items)
     if run_dir is not None:
         lines.append(f"\nRun written to {run_dir}")
+    return "\n".join(lines)
+
+
+ABLATION_ROWS = [
+    ("pnl_total", ",.4f"), ("pnl_spread_capture", ",.4f"), ("pnl_inventory", ",.4f"), ("fees_paid", ",.4f"),
+    ("sharpe", ",.2f"), ("max_drawdown", ",.4f"), ("fill_count", ","), ("maker_volume", ",.1f"),
+    ("fills_at_touch", ","), ("cancel_to_fill", ",.1f"), ("quote_uptime", ".1%"),
+    ("spread_improvement_pct", ".2f"), ("inventory_std", ",.1f"), ("inventory_max_abs", ",.1f"),
+]
+
+
+def side_by_side(runs: dict[str, dict]) -> str:
+    """Metrics of several runs of one window in columns (e.g. the signal ablation)."""
+    labels = list(runs)
+    width = max(len(label) for label in labels) + 2
+    lines = [f"{'metric':<26}" + "".join(f"{label:>{max(width, 14)}}" for label in labels)]
+    rows = list(ABLATION_ROWS) + [(f"markout_bps.{h}", "+.2f") for h in ("0.4s", "2s", "10s", "60s")]
+    for key, spec in rows:
+        cells = []
+        for label in labels:
+            m = runs[label]
+            value = m["markout_bps"][key.split(".", 1)[1]] if key.startswith("markout_bps.") else m.get(key)
+            cells.append(_fmt(value, spec))
+        lines.append(f"{key:<26}" + "".join(f"{c:>{max(width, 14)}}" for c in cells))
+    for label in labels:
+        sig = runs[label].get("signal")
+        if sig:
+            lines.append(f"{label}: model {sig['model_id']}, model blocks {sig['model_blocks']:,}, fallback blocks "
+                         f"{sig['fallback_blocks']:,}, trips {sig['trips']}, inference p50/p99 "
+                         f"{_fmt(sig['inference_us_p50'], ',.1f')}/{_fmt(sig['inference_us_p99'], ',.1f')} us")
+    window = next(iter(runs.values()))["window"]
+    lines.append(f"window {window['start']} .. {window['end']}")
     return "\n".join(lines)

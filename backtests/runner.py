@@ -25,12 +25,14 @@ from nautilus_trader.model.objects import Money
 from tqdm import tqdm
 
 from backtests.config import BacktestConfig
-from backtests.metrics import FILL_COLUMNS, QUOTE_COLUMNS, TOB_COLUMNS, Analytics, Limits, compute
-from backtests.recorder import RecorderConfig, RunRecorder
 from backtests.fills.module import QueueFillModel, QueueFillModule
 from backtests.fills.queue_models import make_queue_model
+from backtests.metrics import FILL_COLUMNS, QUOTE_COLUMNS, TOB_COLUMNS, Analytics, Limits, compute
+from backtests.recorder import RecorderConfig, RunRecorder
 from data.catalog import Tape, open_tape, parse_time
 from data.instrument import currency_pair
+from models.actor import SignalActor, SignalActorConfig
+from models.signal_data import SIGNAL_COLUMNS
 from strategies.control import register_halt_endpoint
 from strategies.market_maker import MarketMaker
 
@@ -47,6 +49,7 @@ class RunResult:
     strategy: MarketMaker
     account_cash_change: float
     account_base_change: float
+    signals: pd.DataFrame
 
 
 def run_backtest(
@@ -54,6 +57,7 @@ def run_backtest(
     out: str | Path | None = None,
     progress: bool = False,
     write: bool = True,
+    strategy_cls: type[MarketMaker] = MarketMaker,
 ) -> RunResult:
     strat_cfg = config.strategy_config()
     tape = open_tape(config.run.catalog, config.run.instrument_id or str(strat_cfg.instrument_id))
@@ -63,7 +67,16 @@ def run_backtest(
 
     venue = config.venue
     engine, instrument, queue_module = build_engine(config, tape)
-    strategy = MarketMaker(strat_cfg)
+    signal_actor = None
+    if strat_cfg.use_signal:
+        sig = config.signal
+        # Added before the strategy: each block's signal is published before the strategy quotes.
+        signal_actor = SignalActor(SignalActorConfig(
+            instrument_id=instrument.id, model_dir=sig.model or None, latency_budget_ms=sig.latency_budget_ms,
+            trip_after=sig.trip_after, cooldown_secs=sig.cooldown_secs,
+        ))
+        engine.add_actor(signal_actor)
+    strategy = strategy_cls(strat_cfg)
     engine.add_strategy(strategy)
     recorder = RunRecorder(RecorderConfig(instrument_id=instrument.id, strategy_id=strategy.id))
     engine.add_actor(recorder)
@@ -96,6 +109,7 @@ def run_backtest(
         "queue_power": venue.queue_power if venue.fill_model == "queue" and venue.queue_model == "prob_power" else None,
         "latency_ms": venue.latency_ms,
         "queue_fills": dict(queue_module.stats) if queue_module else None,
+        "signal": signal_actor.engine.summary() if signal_actor else None,
         "halted": strategy.halted,
         "trading_state": engine.kernel.risk_engine.trading_state.name,
         "halt_reason": strategy.halt_reason,
@@ -106,8 +120,9 @@ def run_backtest(
     })
     engine.dispose()
 
-    run_dir = _write_run(config, out, metrics, analytics, orders, quotes) if write else None
-    return RunResult(run_dir, metrics, analytics, orders, quotes, strategy, cash_change, base_change)
+    signals = pd.DataFrame(recorder.signals, columns=SIGNAL_COLUMNS)
+    run_dir = _write_run(config, out, metrics, analytics, orders, quotes, signals if signal_actor else None) if write else None
+    return RunResult(run_dir, metrics, analytics, orders, quotes, strategy, cash_change, base_change, signals)
 
 
 def build_engine(config: BacktestConfig, tape: Tape) -> tuple[BacktestEngine, CurrencyPair, QueueFillModule | None]:
@@ -219,7 +234,7 @@ def _iso(ns: int) -> str:
     return pd.Timestamp(ns, unit="ns", tz="UTC").isoformat()
 
 
-def _write_run(config: BacktestConfig, out, metrics, analytics: Analytics, orders, quotes) -> Path:
+def _write_run(config: BacktestConfig, out, metrics, analytics: Analytics, orders, quotes, signals) -> Path:
     base = Path(out or config.run.out)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     run_dir = base / f"{config.run.name}-{stamp}-s{config.run.seed}-{uuid.uuid4().hex[:6]}"
@@ -237,4 +252,6 @@ def _write_run(config: BacktestConfig, out, metrics, analytics: Analytics, order
     orders.to_parquet(run_dir / "orders.parquet", index=False)
     analytics.equity.to_parquet(run_dir / "equity.parquet", index=False)
     quotes.to_parquet(run_dir / "quotes.parquet", index=False)
+    if signals is not None:
+        signals.to_parquet(run_dir / "signal.parquet", index=False)
     return run_dir

@@ -68,7 +68,13 @@ class MarketMakerConfig(StrategyConfig, kw_only=True, frozen=True, forbid_unknow
     # smaller (never larger): fewer transactions, and the order keeps its queue position.
     requote_hysteresis_ticks: int = 0
     size_tolerance: float = 0.0
-    # Signal hook (a no-op until an ML signal source is plugged in)
+    # Signal hook: with use_signal the strategy trades on the ML actor's SignalData (models/)
+    use_signal: bool = False
+    signal_fair_shift_mult: float = 1.0  # fair value shift = mult x expected move (bps)
+    signal_min_confidence: float = 0.6  # below this the signal is ignored
+    signal_max_tighten: float = 0.3  # spreads at most 30% tighter, at full confidence
+    signal_size_skew: float = 0.5  # size lean per unit of (p_up - p_down)
+    # Clamps on whatever any signal source says
     signal_max_age_ms: int = 2_000
     signal_max_shift_bps: float = 5.0
     signal_min_spread_scale: float = 0.7
@@ -97,6 +103,8 @@ class MarketMakerConfig(StrategyConfig, kw_only=True, frozen=True, forbid_unknow
             raise ConfigError(f"strategy.size_tolerance must be in [0, 1), got {self.size_tolerance!r}")
         if self.levels > 1 and self.level_spacing_ticks < 1:
             raise ConfigError("strategy.level_spacing_ticks must be >= 1 when levels > 1")
+        if not 0 <= self.signal_min_confidence < 1 or not 0 <= self.signal_max_tighten < 1:
+            raise ConfigError("strategy.signal_min_confidence and signal_max_tighten must be in [0, 1)")
         if not 0 < self.signal_min_spread_scale <= 1 <= self.signal_max_spread_scale:
             raise ConfigError("strategy.signal_min_spread_scale <= 1 <= signal_max_spread_scale must hold")
         if abs(self.inventory_target) >= self.max_position:

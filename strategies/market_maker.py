@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 from nautilus_trader.model.book import OrderBook
+from nautilus_trader.model.data import DataType
 from nautilus_trader.model.enums import BookType, OrderSide, TimeInForce
 from nautilus_trader.model.events import (
     OrderAccepted,
@@ -26,6 +27,7 @@ from nautilus_trader.model.events import (
 from nautilus_trader.model.identifiers import ClientOrderId
 from nautilus_trader.trading.strategy import Strategy
 
+from models.signal_data import SignalData
 from strategies.config import MarketMakerConfig
 from strategies.control import HALT_ENDPOINT
 from strategies.quoting import (
@@ -40,9 +42,12 @@ from strategies.quoting import (
     fair_value,
     match_ladder,
 )
-from strategies.signal import NoSignal, SignalSource, effective_signal
+from strategies.signal import ModelSignal, NoSignal, Signal, SignalSource, effective_signal
 
 PENDING, WORKING, CANCELLING = "pending", "working", "cancelling"
+# A signal's spread scale must move this much before the ladder is rebuilt for it: a model's
+# confidence wobbles every block, and chasing it would cancel and replace orders for nothing.
+SPREAD_SCALE_STEP = 0.05
 NS = 1_000_000_000
 
 
@@ -96,6 +101,7 @@ class MarketMaker(Strategy):
         self.book: OrderBook | None = None
         self.last_book_ns = 0
         self.last_quote_fair = 0.0
+        self.last_spread_scale = 1.0
         self.dirty = True  # the ladder must be rebuilt at the next opportunity
         self.max_age_ns = int(config.max_order_age_secs * NS)
         self.actions: deque[int] = deque()  # timestamps of submits/cancels, for the rate cap
@@ -114,9 +120,16 @@ class MarketMaker(Strategy):
         self.grid = Grid(float(self.instrument.price_increment), float(self.instrument.size_increment))
         self.base, self.quote_ccy = self.instrument.base_currency, self.instrument.quote_currency
         self.subscribe_order_book_deltas(self.cfg.instrument_id, book_type=BookType.L2_MBP)
+        if self.cfg.use_signal:
+            self.signal_source = ModelSignal(self.cfg)
+            self.subscribe_data(DataType(SignalData))
         self.clock.set_timer(
             "requote", interval=pd.Timedelta(milliseconds=self.cfg.requote_interval_ms), callback=self._on_timer
         )
+
+    def on_data(self, data) -> None:
+        if isinstance(data, SignalData) and isinstance(self.signal_source, ModelSignal):
+            self.signal_source.update(data)
 
     def on_stop(self) -> None:
         self._cancel_all(reason="stop")
@@ -151,13 +164,23 @@ class MarketMaker(Strategy):
 
     def _needs_requote(self, top: Top, now: int) -> bool:
         """Requote only when something the ladder depends on changed: an order left or filled,
-        fair value moved beyond the tolerance, an order aged out, or a signal is plugged in."""
-        if self.dirty or not isinstance(self.signal_source, NoSignal):
+        the (signal-adjusted) fair value moved beyond the tolerance, the signal's spread scale
+        moved by more than SPREAD_SCALE_STEP, or an order aged out."""
+        if self.dirty:
             return True
-        fair = fair_value(top, self.cfg.fair_value)
+        signal = self._signal(now)
+        fair = fair_value(top, self.cfg.fair_value) * (1 + signal.fair_shift_bps * 1e-4)
         if abs(fair / self.last_quote_fair - 1) * 1e4 > self.cfg.requote_tolerance_bps:
             return True
+        if abs(signal.spread_scale - self.last_spread_scale) > SPREAD_SCALE_STEP:
+            return True
         return any(now - o.ts_submitted > self.max_age_ns for o in self.orders.values())
+
+    def _signal(self, now: int) -> Signal:
+        return effective_signal(
+            self.signal_source.latest(now), now, self.cfg.signal_max_age_ms, self.cfg.signal_max_shift_bps,
+            self.cfg.signal_min_spread_scale, self.cfg.signal_max_spread_scale,
+        )
 
     def _top(self) -> Top | None:
         book = self.book
@@ -176,10 +199,7 @@ class MarketMaker(Strategy):
         now = self.clock.timestamp_ns()
         if self._check_kill_switch(top.mid):
             return
-        signal = effective_signal(
-            self.signal_source.latest(now), now, self.cfg.signal_max_age_ms, self.cfg.signal_max_shift_bps,
-            self.cfg.signal_min_spread_scale, self.cfg.signal_max_spread_scale,
-        )
+        signal = self._signal(now)
         account = self.portfolio.account(self.cfg.instrument_id.venue)
         total_quote = float(account.balance_total(self.quote_ccy)) if account else 0.0
         total_base = float(account.balance_total(self.base)) if account else 0.0
@@ -195,7 +215,8 @@ class MarketMaker(Strategy):
             room[0] - exiting[BUY], room[1] - exiting[SELL],
         )
         complete = self._reconcile(desired, now, {BUY: room[0], SELL: room[1]})
-        self.last_quote_fair = fair_value(top, self.cfg.fair_value)
+        self.last_quote_fair = fair_value(top, self.cfg.fair_value) * (1 + signal.fair_shift_bps * 1e-4)
+        self.last_spread_scale = signal.spread_scale
         self.dirty = not complete
         self.stats["requotes"] += 1
 
