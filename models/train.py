@@ -260,9 +260,9 @@ def _iso(ns: int) -> str:
 
 
 def _labels(mid: np.ndarray, horizon_blocks: int, threshold_bps: float) -> tuple[np.ndarray, np.ndarray]:
-    """(cls, move_bps) whichever order make_labels returns them in (the integer array is cls)."""
-    a, b = make_labels(mid, horizon_blocks=horizon_blocks, threshold_bps=threshold_bps)
-    return (a, b) if np.issubdtype(np.asarray(a).dtype, np.integer) else (b, a)
+    """(cls, move_bps)."""
+    move, cls = make_labels(mid, horizon_blocks=horizon_blocks, threshold_bps=threshold_bps)
+    return cls, move
 
 
 def _window_bounds(tape, train_until, valid_until, end) -> dict[str, tuple[int, int, bool]]:
