@@ -41,10 +41,19 @@ def test_top_level_layout():
         assert (ROOT / name).is_file(), name
 
 
-def test_strategies_never_import_adapters_or_runners():
-    for path in (ROOT / "strategies").rglob("*.py"):
-        text = path.read_text()
-        assert not re.search(r"^\s*(from|import)\s+(adapters|backtests|app)\b", text, re.M), path
+LAYERS = ["data", "models", "strategies", "backtests", "adapters", "app"]
+# backtests and adapters are siblings: neither imports the other
+FORBIDDEN = {layer: set(LAYERS[i + 1:]) for i, layer in enumerate(LAYERS)}
+FORBIDDEN["backtests"] = {"adapters", "app"}
+FORBIDDEN["adapters"] = {"backtests", "app"}
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_imports_flow_one_way(layer):
+    """data -> models -> strategies -> backtests / adapters -> app; a strategy never imports an adapter."""
+    pattern = re.compile(r"^\s*(?:from|import)\s+(" + "|".join(FORBIDDEN[layer] or {"$^"}) + r")\b", re.M)
+    for path in (ROOT / layer).rglob("*.py"):
+        assert not pattern.search(path.read_text()), f"{path} imports a later layer"
 
 
 @pytest.mark.parametrize("argv", [[], ["backtest"], ["bench"], ["fidelity"], ["data"], ["data", "synth"], ["data", "import-tardis"]])
