@@ -60,7 +60,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     report = train(args.catalog, args.train_until, args.valid_until, args.out, seed=args.seed,
                    horizon_blocks=args.horizon_blocks, threshold_bps=args.threshold_bps, epochs=args.epochs,
-                   hidden=args.hidden, end=args.end)
+                   hidden=args.hidden, end=args.end, folds=args.folds)
     print(render_report(report))
     print(f"\nmodel written to {args.out}")
     return 0
@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--threshold-bps", type=float, default=1.0, help="flat band of the label, bps (default 1)")
     tr.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping)")
     tr.add_argument("--hidden", type=int, default=32, help="hidden units per layer")
+    tr.add_argument("--folds", type=int, default=3,
+                    help="walk-forward folds over the test window, each refit on all data before it (0 = none)")
     tr.set_defaults(func=_cmd_train)
 
     data = sub.add_parser("data", help="make or import tapes", description="Make or import tapes.")

@@ -191,6 +191,49 @@ def _fit_mlp(xtr, ytr, xva, yva, hidden, epochs, seed, prior) -> tuple[MLP, dict
                    "history": history}
 
 
+def _fit_calibrated(tr: dict, va: dict, hidden: int, epochs: int, seed: int):
+    """Scaler and prior from `tr`, MLP early-stopped on `va`, temperature fitted on `va`."""
+    mean = tr["x"].mean(axis=0)
+    std = tr["x"].std(axis=0)
+    std = np.where(std > STD_FLOOR, std, 1.0)
+    prior = np.bincount(tr["y"], minlength=3)[:3] / len(tr["y"])
+    xtr, xva = _standardise(tr["x"], mean, std), _standardise(va["x"], mean, std)
+    mlp, training = _fit_mlp(xtr, tr["y"], xva, va["y"], hidden, epochs, seed, prior)
+    with torch.no_grad():
+        valid_logits = mlp(xva).double().numpy()
+    temperature = fit_temperature(valid_logits, va["y"])
+    # No autograd in the export: a TorchScript graph first run with grad-requiring weights fails
+    # when later called under torch.inference_mode (as the runtime does).
+    mlp.requires_grad_(False)
+    return mlp, mean, std, prior, temperature, training
+
+
+def _walk_forward(frame, bounds, folds, horizon_blocks, threshold_bps, hidden, epochs, seed) -> list[dict]:
+    """Time-ordered walk-forward over the test window: for each of `folds` consecutive slices, refit
+    on everything before it (its last VALID_SHARE early-stops and calibrates) and score the slice.
+    Each fold's model sees only the past of the data it is scored on."""
+    start = bounds["train"][0]
+    lo, hi, _ = bounds["test"]
+    cuts = [lo + (hi - lo) * i // folds for i in range(folds + 1)]
+    results = []
+    for i in range(folds):
+        split = start + int((cuts[i] - start) * (1 - VALID_SHARE))
+        fold_bounds = {"train": (start, split, False), "valid": (split, cuts[i], False),
+                       "test": (cuts[i], cuts[i + 1], i == folds - 1)}
+        w = _prepare(frame, fold_bounds, horizon_blocks, threshold_bps)
+        mlp, mean, std, prior, temperature, _ = _fit_calibrated(w["train"], w["valid"], hidden, epochs, seed)
+        model = CalibratedModel(mlp, mean, std, temperature, INPUT_CLIP).eval()
+        with torch.no_grad():
+            probs = model(torch.from_numpy(w["test"]["x"].astype(np.float32))).double().numpy()
+        y = w["test"]["y"]
+        results.append({
+            "fold": i + 1, "fit_until": _iso(cuts[i]), "test": [_iso(cuts[i]), _iso(cuts[i + 1])], "labelled": int(len(y)),
+            "mlp": metrics.evaluate(y, probs), "prior": metrics.evaluate(y, np.tile(prior, (len(y), 1))),
+            "fallback": metrics.evaluate(y, fallback_probs(w["test"]["frame"])),
+        })
+    return results
+
+
 def _nll_at(logits: np.ndarray, y: np.ndarray, t: float) -> float:
     z = logits / t
     zmax = z.max(axis=1, keepdims=True)
@@ -407,11 +450,13 @@ def train(
     hidden: int = 32,
     end: str | None = None,
     baseline_feature: str = L1_IMBALANCE,
+    folds: int = 3,
 ) -> dict:
     """Train, calibrate, score out of sample and export the signal model; returns the report.
 
     Times are ISO or offsets from the tape start ('+90min'). `end` cuts the test window short
     (default: the tape end). `baseline_feature` is the single feature of the logistic baseline.
+    `folds` > 0 adds a walk-forward evaluation over the test window (see `_walk_forward`).
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -427,23 +472,12 @@ def train(
     w = _prepare(frame, bounds, horizon_blocks, threshold_bps)
     tr, va, te = w["train"], w["valid"], w["test"]
 
-    # Scaler and class statistics from the train window only.
-    mean = tr["x"].mean(axis=0)
-    std = tr["x"].std(axis=0)
-    std = np.where(std > STD_FLOOR, std, 1.0)
-    prior = np.bincount(tr["y"], minlength=3)[:3] / len(tr["y"])
     default_moves = (-threshold_bps, 0.0, threshold_bps)
     class_moves = [float(tr["move"][tr["y"] == k].mean()) if np.any(tr["y"] == k) else default_moves[k] for k in range(3)]
 
     with _deterministic(seed):
-        xtr, xva = _standardise(tr["x"], mean, std), _standardise(va["x"], mean, std)
-        mlp, training = _fit_mlp(xtr, tr["y"], xva, va["y"], hidden, epochs, seed, prior)
-        with torch.no_grad():
-            valid_logits = mlp(xva).double().numpy()
-        temperature = fit_temperature(valid_logits, va["y"])
-        # No autograd in the export: a TorchScript graph first run with grad-requiring weights fails
-        # when later called under torch.inference_mode (as the runtime does).
-        mlp.requires_grad_(False)
+        # Scaler, prior and class statistics from the train window only.
+        mlp, mean, std, prior, temperature, training = _fit_calibrated(tr, va, hidden, epochs, seed)
         exported = CalibratedModel(mlp, mean, std, temperature, INPUT_CLIP).eval()
         scripted = torch.jit.script(exported)
         uncalibrated = torch.jit.script(CalibratedModel(mlp, mean, std, 1.0, INPUT_CLIP).eval())
@@ -453,6 +487,7 @@ def train(
             raw = {name: uncalibrated(torch.from_numpy(w[name]["x"].astype(np.float32))).double().numpy()
                    for name in ("valid", "test")}
         logreg = _fit_logreg(tr["x"][:, FEATURE_NAMES.index(baseline_feature)], tr["y"])
+        walk_forward = _walk_forward(frame, bounds, folds, horizon_blocks, threshold_bps, hidden, epochs, seed) if folds else []
     t_train = time.perf_counter() - t0 - t_features
 
     # Out-of-sample scores on the test window.
@@ -496,6 +531,7 @@ def train(
             "test_mae_bps": float(np.mean(np.abs(expected - te["move"]))),
         },
         "training": {**{k: v for k, v in training.items()}},
+        "walk_forward": walk_forward,
     }
     report = {
         "model_id": model_id,
@@ -585,6 +621,14 @@ def render_report(report: dict) -> str:
     tr = report["training"]
     lines.append(f"training: {tr['epochs_run']} epochs, best {tr['best_epoch']} "
                  f"(valid log loss {tr['best_valid_log_loss']:.4f})")
+    if report.get("walk_forward"):
+        lines += ["", "walk-forward over the test window (refit on all data before each fold; log loss / AUC):",
+                  f"{'fold':<5} {'test window (UTC)':<20} {'rows':>6} {'MLP':>15} {'prior':>15} {'fallback':>15}"]
+        for f in report["walk_forward"]:
+            cells = [f"{f[k]['log_loss']:.4f} / {_fmt(f[k]['auc'], '.3f')}" for k in ("mlp", "prior", "fallback")]
+            window = f"{f['test'][0][11:19]}..{f['test'][1][11:19]}"
+            lines.append(f"{f['fold']:<5} {window:<20} {f['labelled']:>6} "
+                         + " ".join(f"{c:>15}" for c in cells))
     lines += ["", "reliability on test (confidence = highest probability, calibrated):",
               f"{'bin':<11} {'count':>7} {'mean pred':>10} {'observed':>9}"]
     for b in cal["test"]["after"]["confidence"]:

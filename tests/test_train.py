@@ -296,3 +296,13 @@ def test_bundled_model_is_reproduced_by_its_documented_command(tmp_path):
         assert torch.allclose(a[key], b[key], atol=1e-6), key
     meta_a, meta_b = (json.loads((p / "meta.json").read_text()) for p in (bundled, out))
     assert meta_a["feature_names"] == meta_b["feature_names"] and meta_a["windows"] == meta_b["windows"]
+
+
+def test_walk_forward_folds_refit_on_the_past_only(tmp_path):
+    report = train(ROOT / "data/sample", "+40min", "+55min", tmp_path / "wf", end="+70min", folds=2)
+    folds = report["walk_forward"]
+    assert [f["fold"] for f in folds] == [1, 2]
+    assert folds[0]["test"][1] == folds[1]["test"][0]  # consecutive slices of the test window
+    for f in folds:
+        assert f["fit_until"] == f["test"][0]  # each fold's model ends where its scoring starts
+        assert f["labelled"] > 100 and 0 < f["mlp"]["log_loss"] < 2
