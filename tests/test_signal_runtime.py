@@ -112,3 +112,21 @@ def test_strategy_maps_the_signal_with_its_knobs():
     assert s.fair_shift_bps == pytest.approx(3.0)
     assert s.spread_scale == pytest.approx(1 - 0.3 * 0.5)
     assert s.bid_size_scale > 1 > s.ask_size_scale  # expecting up: lean to buying
+
+
+def test_predictions_at_t_do_not_depend_on_data_after_t():
+    from pathlib import Path
+
+    from data.catalog import open_tape
+    from models.features import offline_features
+
+    root = Path(__file__).resolve().parent.parent
+    tape = open_tape(root / "data/sample")
+    cut = tape.start_ns + 10 * 60 * S
+    short = offline_features(tape, None, cut)
+    longer = offline_features(tape, None, cut + 10 * 60 * S)
+    model = LoadedModel.load(root / "models/artifacts/sample")
+    rows = short[FEATURE_NAMES].to_numpy()[-200:]
+    same = longer[FEATURE_NAMES].to_numpy()[len(short) - 200: len(short)]
+    assert np.array_equal(rows, same)
+    assert all(np.array_equal(model.predict(a), model.predict(b)) for a, b in zip(rows, same))
