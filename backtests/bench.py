@@ -3,8 +3,9 @@
 Three runs of the same tape, each in its own process so that peak RSS is that run's alone:
 `bare` (NautilusTrader alone), `full` (strategy, recorder, queue-fill module, analytics) and
 `no_orders` (the full stack with a zero notional limit, so the strategy computes every ladder but
-sends nothing). The last one splits the full stack's cost into what FlashMM's own per-event code
-costs and what NautilusTrader's order lifecycle costs for the orders the strategy sends.
+sends nothing) and `nt_quoter` (NautilusTrader alone with its own fills and a minimal touch quoter,
+no FlashMM code). `no_orders` splits the full stack's cost into FlashMM's own per-event code and
+NautilusTrader's order lifecycle; `nt_quoter` measures that lifecycle with nothing of ours around.
 Events are individual records (book deltas + trades); events/s is over the engine's run loop.
 """
 
@@ -46,22 +47,28 @@ def _measure(mode: str, config_path: str, overrides: dict) -> dict:
     from backtests.runner import build_engine, run_backtest, stream, window
     from data.catalog import open_tape
 
-    if mode == "bare":
-        # NautilusTrader alone: no strategy, no recorder, no queue-fill module.
+    if mode in ("bare", "nt_quoter"):
+        # NautilusTrader alone: no FlashMM strategy, recorder or queue-fill module.
         overrides = {**overrides, "venue.fill_model": "cross"}
     elif mode == "no_orders":
         overrides = {**overrides, "strategy.max_notional": 1e-9}
     config = load_config(config_path, overrides)
-    if mode == "bare":
+    if mode in ("bare", "nt_quoter"):
         tape = open_tape(config.run.catalog, config.run.instrument_id or None)
         start_ns, end_ns = window(config, tape)
-        engine, _, _ = build_engine(config, tape)
+        engine, instrument, _ = build_engine(config, tape)
+        quoter = None
+        if mode == "nt_quoter":
+            from backtests.fidelity import TouchQuoter, TouchQuoterConfig
+
+            quoter = TouchQuoter(TouchQuoterConfig(instrument_id=instrument.id, order_qty=100.0))
+            engine.add_strategy(quoter)
         t0 = time.perf_counter()
         events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress=False)
         engine.end()
         wall = time.perf_counter() - t0
         engine.dispose()
-        orders, extra = 0, {}
+        orders, extra = (quoter.orders if quoter else 0), {}
     else:
         strategy_cls = _timed_strategy()
         result = run_backtest(config, write=False, strategy_cls=strategy_cls)
@@ -86,26 +93,29 @@ def run_bench(config_path: str, catalog: str | None = None, end: str | None = No
     if end:
         args += ["--end", end]
     results = {}
-    for mode in ("bare", "full", "no_orders"):
+    for mode in ("bare", "full", "no_orders", "nt_quoter"):
         proc = subprocess.run([*args, "--mode", mode], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"bench mode {mode} failed:\n{proc.stderr[-2000:]}")
         results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
-    bare, full, quiet = results["bare"], results["full"], results["no_orders"]
+    bare, full, quiet, nt = results["bare"], results["full"], results["no_orders"], results["nt_quoter"]
     ratio = full["events_per_sec"] / bare["events_per_sec"]
     quiet_ratio = quiet["events_per_sec"] / bare["events_per_sec"]
     order_cost_us = (full["wall_seconds"] - quiet["wall_seconds"]) / max(full["orders"], 1) * 1e6
 
     def row(name, r):
-        return f"{name:<34}{r['events_per_sec']:>12,.0f} events/s  peak RSS {r['peak_rss_mb']:,.0f} MB"
+        return f"{name:<42}{r['events_per_sec']:>12,.0f} events/s  peak RSS {r['peak_rss_mb']:,.0f} MB"
 
     text = "\n".join([
         f"tape: {bare['events']:,} events; fill model {full['fill_model']}",
         row("bare engine (no strategy)", bare),
         row(f"full FlashMM stack ({full['orders']:,} orders)", full),
         row("full stack, no orders sent", quiet),
+        row(f"NT alone + touch quoter ({nt['orders']:,} orders)", nt),
         f"full / bare throughput ratio:        {ratio:.3f}",
         f"no-orders / bare throughput ratio:   {quiet_ratio:.3f}",
+        f"NT touch quoter / bare ratio:        {nt['events_per_sec'] / bare['events_per_sec']:.3f} "
+        f"({(nt['wall_seconds'] - bare['wall_seconds']) / max(nt['orders'], 1) * 1e6:,.0f} us per order, NautilusTrader alone)",
         f"cost per order sent (submit, events, cancel): {order_cost_us:,.0f} us",
         f"strategy per-block callback p50/p99: {_us(full['callback_us_p50'])} / {_us(full['callback_us_p99'])}",
     ])
@@ -113,13 +123,13 @@ def run_bench(config_path: str, catalog: str | None = None, end: str | None = No
     if sig:
         text += (f"\nsignal inference ({sig['model_id']}) p50/p99: {_us(sig['inference_us_p50'])} / "
                  f"{_us(sig['inference_us_p99'])}, mean {_us(sig['inference_us_mean'])}")
-    return {"bare": bare, "full": full, "no_orders": quiet, "ratio_full_to_bare": ratio,
+    return {"bare": bare, "full": full, "no_orders": quiet, "nt_quoter": nt, "ratio_full_to_bare": ratio,
             "ratio_no_orders_to_bare": quiet_ratio, "us_per_order": order_cost_us, "text": text}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["bare", "full", "no_orders"], required=True)
+    parser.add_argument("--mode", choices=["bare", "full", "no_orders", "nt_quoter"], required=True)
     parser.add_argument("--config", required=True)
     parser.add_argument("--catalog")
     parser.add_argument("--end")
