@@ -31,7 +31,6 @@ from backtests.metrics import FILL_COLUMNS, QUOTE_COLUMNS, TOB_COLUMNS, Analytic
 from backtests.recorder import RecorderConfig, RunRecorder
 from data.catalog import Tape, open_tape, parse_time
 from data.instrument import currency_pair
-from models.actor import SignalActor, SignalActorConfig
 from models.signal_data import SIGNAL_COLUMNS
 from strategies.control import register_halt_endpoint
 from strategies.market_maker import MarketMaker
@@ -69,6 +68,8 @@ def run_backtest(
     engine, instrument, queue_module = build_engine(config, tape)
     signal_actor = None
     if strat_cfg.use_signal:
+        from models.actor import SignalActor, SignalActorConfig  # torch loads only when a signal runs
+
         sig = config.signal
         # Added before the strategy: each block's signal is published before the strategy quotes.
         signal_actor = SignalActor(SignalActorConfig(
