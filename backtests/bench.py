@@ -29,7 +29,9 @@ def _timed_strategy():
     class TimedMarketMaker(MarketMaker):
         """Times the per-block callback (book batch in, quotes out) for the bench."""
 
-        callback_ns: list[int] = []
+        def __init__(self, config) -> None:
+            super().__init__(config)
+            self.callback_ns: list[int] = []
 
         def on_order_book_deltas(self, deltas) -> None:
             t0 = time.perf_counter_ns()
@@ -70,11 +72,10 @@ def _measure(mode: str, config_path: str, overrides: dict) -> dict:
         engine.dispose()
         orders, extra = (quoter.orders if quoter else 0), {}
     else:
-        strategy_cls = _timed_strategy()
-        result = run_backtest(config, write=False, strategy_cls=strategy_cls)
+        result = run_backtest(config, write=False, strategy_cls=_timed_strategy())
         events, wall = result.metrics["events_processed"], result.metrics["wall_seconds"]
         orders = result.metrics["orders_submitted"]
-        callback_us = [ns / 1e3 for ns in strategy_cls.callback_ns]
+        callback_us = [ns / 1e3 for ns in result.strategy.callback_ns]
         extra = {"callback_us_p50": _pct(callback_us, 50), "callback_us_p99": _pct(callback_us, 99),
                  "signal": result.metrics.get("signal")}
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -164,12 +164,6 @@ class Tape:
         for batches, trades in self.parts(start_ns, end_ns):
             yield merge_stream(batches, trades)
 
-    def events(self, start_ns: int | None = None, end_ns: int | None = None) -> int:
-        """Count of individual records (deltas + trades) in the window, as `events_processed` counts."""
-        return sum(
-            sum(len(d.deltas) if isinstance(d, OrderBookDeltas) else 1 for d in chunk)
-            for chunk in self.chunks(start_ns, end_ns)
-        )
 
 
 def _trade_order(trade: TradeTick) -> tuple[int, int, float]:
@@ -243,6 +237,7 @@ def parse_time(value: str | int | None, tape: Tape, name: str) -> int | None:
     try:
         if text.startswith("+"):
             return tape.start_ns + int(pd.Timedelta(text[1:]).value)
-        return int(pd.Timestamp(text, tz="UTC").value if pd.Timestamp(text).tzinfo is None else pd.Timestamp(text).value)
+        ts = pd.Timestamp(text)
+        return int((ts.tz_localize("UTC") if ts.tzinfo is None else ts).value)
     except (ValueError, TypeError) as exc:
         raise CatalogError(f"{name} = {value!r} is neither an ISO time nor an offset like '+30min'") from exc

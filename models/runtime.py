@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,7 +92,8 @@ class SignalEngine:
     stats: dict = field(default_factory=lambda: {
         "model_blocks": 0, "fallback_blocks": 0, "trips": {"missing": 0, "nan": 0, "latency": 0},
     })
-    latencies_us: list = field(default_factory=list)
+    # Recent inference latencies for p50/p99; bounded so a node running for weeks does not grow.
+    latencies_us: deque = field(default_factory=lambda: deque(maxlen=100_000))
 
     def _try_load(self, now_ns: int) -> None:
         if self.model_dir is None:
