@@ -34,10 +34,77 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from backtests.bench import run_bench
+    from backtests.bench import run_bench, run_sweep_bench
 
-    report = run_bench(args.config, catalog=args.catalog, end=args.end)
+    if args.sweep:
+        report = run_sweep_bench(args.config, points=args.points, end=args.end, catalog=args.catalog)
+    else:
+        report = run_bench(args.config, catalog=args.catalog, end=args.end)
     print(json.dumps(report, indent=2) if args.json else report["text"])
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from backtests.report import sweep_summary
+    from backtests.sweep import check_metric, run_sweep
+    from backtests.sweep_config import load_sweep
+
+    if args.cluster and args.workers:
+        raise ValueError("--workers sizes the local process pool; with --cluster the cluster's workers run the points")
+    spec = load_sweep(args.config)
+    metric = args.metric or spec.metric
+    check_metric(metric)
+    try:
+        result = run_sweep(spec, out=args.out, workers=args.workers, cluster=args.cluster, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("\nflashmm sweep: interrupted; finished points are kept, run the same command to resume",
+              file=sys.stderr)
+        return 130
+    print(sweep_summary(result, metric, args.top))
+    return 1 if result.failures else 0
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    import os
+
+    script = Path(__file__).resolve().parent / "streamlit_app.py"
+    argv = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(args.port),
+            "--server.address", args.address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer", "--", "--runs", str(Path(args.runs).resolve())]
+    if args.live:
+        argv += ["--live", str(Path(args.live).resolve())]
+    print(f"FlashMM app on http://{args.address}:{args.port} (runs: {Path(args.runs).resolve()})", flush=True)
+    os.execv(sys.executable, argv)  # the server becomes this process: stopping it stops the app
+
+
+def _live_config(args: argparse.Namespace):
+    from app.live.config import load_live_config
+
+    overrides = {}
+    if getattr(args, "mode", None):
+        overrides["node.mode"] = args.mode
+    if getattr(args, "rpc_url", None):
+        overrides["sei.rpc_url"] = args.rpc_url
+    return load_live_config(args.config, overrides)
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    from app.live.node import run_live, session_summary
+
+    config = _live_config(args)
+    print(f"FlashMM {config.node.mode} node on {config.sei.rpc_url} (contract {config.sei.contract}); "
+          "Ctrl-C stops it after cancelling every order", flush=True)
+    session_dir = run_live(config, duration_secs=args.duration, state_dir=args.state_dir)
+    print(session_summary(session_dir))
+    return 0
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from app.live.record import record
+
+    config = _live_config(args)
+    print(f"recording {config.sei.rpc_url} (contract {config.sei.contract}) into {args.out}; Ctrl-C stops", flush=True)
+    print(json.dumps(record(config, args.out, duration_secs=args.duration), indent=2))
     return 0
 
 
@@ -86,6 +153,16 @@ def _cmd_import_tardis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_localnet(args: argparse.Namespace) -> int:
+    from adapters.sei.localnet.server import run_localnet
+
+    return run_localnet(
+        catalog=args.catalog, host=args.host, port=args.port, block_interval_ms=args.block_ms, seed=args.seed,
+        key_file=Path(args.key_file), start=args.start, end=args.end, maker_fee=args.maker_fee,
+        taker_fee=args.taker_fee,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flashmm", description="FlashMM: simulation-first market making for Sei (NautilusTrader)."
@@ -111,9 +188,52 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "backtests/configs/sample.toml"),
                        help="backtest config providing the tape and strategy (default: the sample)")
     bench.add_argument("--catalog", help="catalog directory (overrides run.catalog)")
-    bench.add_argument("--end", help="window end, e.g. +1h (default: whole tape)")
+    bench.add_argument("--end", help="window end, e.g. +1h (default: whole tape; +1h with --sweep)")
+    bench.add_argument("--sweep", action="store_true",
+                       help="instead: sweep scaling, the same points with 1 and with 2 worker processes")
+    bench.add_argument("--points", type=int, default=8, help="sweep points for --sweep (default 8)")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(func=_cmd_bench)
+
+    sw = sub.add_parser("sweep", help="grid, random or walk-forward parameter sweep over backtests",
+                        description="Run every point of a sweep file as a backtest (local process pool, or a Dask "
+                                    "cluster), skipping finished points; write results.parquet and print the top N.")
+    sw.add_argument("--config", required=True, help="sweep TOML, e.g. backtests/configs/sweep_sample.toml")
+    sw.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    sw.add_argument("--cluster", metavar="ADDRESS", help="run on a Dask distributed scheduler, e.g. tcp://host:8786")
+    sw.add_argument("--out", help="sweep directory (default: the file's `out`, or <base run.out>/<name>)")
+    sw.add_argument("--top", type=int, default=5, help="how many points to print (default 5)")
+    sw.add_argument("--metric", help="rank by this metric (default: the file's `metric`, or pnl_total)")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=_cmd_sweep)
+
+    app = sub.add_parser("app", help="open the Streamlit app on run dirs, sweeps and a live node",
+                         description="Start the Streamlit inspection app (runs, run detail, sweeps, live node).")
+    app.add_argument("--runs", default="runs", help="directory holding run dirs and sweeps (default: runs)")
+    app.add_argument("--live", help="a live node's state dir holding status.json")
+    app.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    app.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    app.set_defaults(func=_cmd_app)
+
+    live = sub.add_parser("live", help="run the strategy live on Sei, or on paper against live market data",
+                          description="Run the market maker on a TradingNode with the Sei adapter. The [strategy] "
+                                      "section is the same as a backtest's. Stops on SIGINT/SIGTERM after "
+                                      "cancelling every order and waiting for the chain to confirm.")
+    live.add_argument("--config", required=True, help="node TOML, e.g. app/configs/live_localnet.toml")
+    live.add_argument("--mode", choices=["paper", "live"], help="overrides node.mode")
+    live.add_argument("--rpc-url", help="overrides sei.rpc_url, e.g. ws://127.0.0.1:26657/websocket")
+    live.add_argument("--duration", type=float, help="stop after this many seconds (default: node.duration_secs)")
+    live.add_argument("--state-dir", help="where the session directory is written (default: node.state_dir)")
+    live.set_defaults(func=_cmd_live)
+
+    rec = sub.add_parser("record", help="record the Sei market data the node sees into a catalog",
+                         description="Record book deltas (one batch per block) and trades from the Sei data "
+                                     "client into a ParquetDataCatalog that `flashmm backtest` reads.")
+    rec.add_argument("--config", required=True, help="node TOML (its [sei] section is used)")
+    rec.add_argument("--out", required=True, help="catalog directory to create")
+    rec.add_argument("--rpc-url", help="overrides sei.rpc_url")
+    rec.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    rec.set_defaults(func=_cmd_record)
 
     fid = sub.add_parser("fidelity", help="our queue-aware fills vs hftbacktest on the same tape and rule",
                          description="Run one touch-quoting rule through FlashMM's NautilusTrader fill model "
@@ -145,6 +265,23 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--folds", type=int, default=3,
                     help="walk-forward folds over the test window, each refit on all data before it (0 = none)")
     tr.set_defaults(func=_cmd_train)
+
+    ln = sub.add_parser("localnet", help="run a local Sei chain with the CLOB contract, replaying a tape as the market",
+                        description="Serve a local Sei chain (CometBFT JSON-RPC over WebSocket) running the CLOB "
+                                    "contract, with the catalog's tape replayed as background liquidity. Writes "
+                                    "the dev account's key to --key-file (mode 600) and runs until Ctrl-C.")
+    ln.add_argument("--catalog", required=True, help="catalog directory whose tape is the market, e.g. data/sample")
+    ln.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ln.add_argument("--port", type=int, default=26657, help="port to listen on (default 26657, 0 picks a free one)")
+    ln.add_argument("--block-ms", type=float, default=400.0, help="block interval in ms (default 400)")
+    ln.add_argument("--seed", type=int, default=0, help="derives the dev, maker and taker keys (default 0)")
+    ln.add_argument("--key-file", default="~/.flashmm/localnet.key",
+                    help="where to write the dev account's key (default ~/.flashmm/localnet.key)")
+    ln.add_argument("--start", help="tape window start: ISO time or offset like +30min")
+    ln.add_argument("--end", help="tape window end: ISO time or offset like +1h")
+    ln.add_argument("--maker-fee", default="0", help="the contract's maker fee rate (default 0)")
+    ln.add_argument("--taker-fee", default="0.0005", help="the contract's taker fee rate (default 0.0005)")
+    ln.set_defaults(func=_cmd_localnet)
 
     data = sub.add_parser("data", help="make or import tapes", description="Make or import tapes.")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

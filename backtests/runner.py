@@ -91,15 +91,9 @@ def run_backtest(
     account = engine.portfolio.account(instrument.id.venue)
     cash_change = float(account.balance_total(instrument.quote_currency)) - venue.starting_quote
     base_change = float(account.balance_total(instrument.base_currency)) - venue.starting_base
-    orders = _orders_frame(engine, strategy)
-    tob = pd.DataFrame(recorder.tob, columns=TOB_COLUMNS)
-    fills = pd.DataFrame(recorder.fills, columns=FILL_COLUMNS)
-    quotes = pd.DataFrame(recorder.quotes, columns=QUOTE_COLUMNS).astype({"bid": float, "ask": float})
-    analytics = compute(
-        tob, fills, quotes, orders,
-        Limits(strat_cfg.order_size, strat_cfg.max_position, strat_cfg.max_notional),
-        start_ns=int(tob["ts"].iloc[0]) if len(tob) else start_ns, end_ns=end_ns,
-        sample_interval_ns=config.run.sample_interval_ms * 1_000_000,
+    orders = orders_frame(engine.cache, strategy.id)
+    analytics, quotes = session_analytics(
+        recorder, orders, strat_cfg, start_ns, end_ns, config.run.sample_interval_ms * 1_000_000
     )
     metrics = dict(analytics.metrics)
     metrics.update({
@@ -210,9 +204,25 @@ def stream(engine: BacktestEngine, tape: Tape, start_ns: int, end_ns: int, chunk
     return events
 
 
-def _orders_frame(engine: BacktestEngine, strategy: MarketMaker) -> pd.DataFrame:
+def session_analytics(
+    recorder: RunRecorder, orders: pd.DataFrame, strat_cfg, start_ns: int, end_ns: int, sample_interval_ns: int
+) -> tuple[Analytics, pd.DataFrame]:
+    """Metrics, equity and fills of a finished session (a backtest or a live node's), and its quotes."""
+    tob = pd.DataFrame(recorder.tob, columns=TOB_COLUMNS)
+    fills = pd.DataFrame(recorder.fills, columns=FILL_COLUMNS)
+    quotes = pd.DataFrame(recorder.quotes, columns=QUOTE_COLUMNS).astype({"bid": float, "ask": float})
+    analytics = compute(
+        tob, fills, quotes, orders,
+        Limits(strat_cfg.order_size, strat_cfg.max_position, strat_cfg.max_notional),
+        start_ns=int(tob["ts"].iloc[0]) if len(tob) else start_ns, end_ns=end_ns,
+        sample_interval_ns=sample_interval_ns,
+    )
+    return analytics, quotes
+
+
+def orders_frame(cache, strategy_id) -> pd.DataFrame:
     rows = []
-    for order in engine.cache.orders(strategy_id=strategy.id):
+    for order in cache.orders(strategy_id=strategy_id):
         rows.append({
             "client_order_id": order.client_order_id.value,
             "venue_order_id": order.venue_order_id.value if order.venue_order_id else None,
@@ -248,6 +258,12 @@ def _write_run(config: BacktestConfig, out, metrics, analytics: Analytics, order
     # TOML has no null: an unset optional is simply absent.
     resolved = {section: {k: v for k, v in values.items() if v is not None} for section, values in resolved.items()}
     (run_dir / "config.toml").write_text(tomli_w.dumps(resolved))
+    write_session_files(run_dir, metrics, analytics, orders, quotes, signals)
+    return run_dir
+
+
+def write_session_files(run_dir: Path, metrics: dict, analytics: Analytics, orders, quotes, signals) -> None:
+    """The files every run directory has, whoever produced it (the app reads them all alike)."""
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     analytics.fills.to_parquet(run_dir / "fills.parquet", index=False)
     orders.to_parquet(run_dir / "orders.parquet", index=False)
@@ -255,4 +271,3 @@ def _write_run(config: BacktestConfig, out, metrics, analytics: Analytics, order
     quotes.to_parquet(run_dir / "quotes.parquet", index=False)
     if signals is not None:
         signals.to_parquet(run_dir / "signal.parquet", index=False)
-    return run_dir

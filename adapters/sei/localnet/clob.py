@@ -341,15 +341,16 @@ class Clob:
         self._release(order)
         return _event("cancelled", [
             ("order_id", str(order.order_id)), ("client_order_id", order.client_order_id),
-            ("owner", order.owner), ("remaining_quantity", _fmt(order.remaining)), ("reason", reason),
+            ("owner", order.owner), ("side", order.side), ("price", _fmt(order.price)),
+            ("remaining_quantity", _fmt(order.remaining)), ("reason", reason),
         ])
 
     def _expire(self, order: _Order) -> Event:
         self._release(order)
         return _event("expired", [
             ("order_id", str(order.order_id)), ("client_order_id", order.client_order_id),
-            ("owner", order.owner), ("remaining_quantity", _fmt(order.remaining)),
-            ("expiry_height", str(order.expiry_height)),
+            ("owner", order.owner), ("side", order.side), ("price", _fmt(order.price)),
+            ("remaining_quantity", _fmt(order.remaining)), ("expiry_height", str(order.expiry_height)),
         ])
 
     def _release(self, order: _Order) -> None:

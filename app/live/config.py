@@ -1,0 +1,89 @@
+"""The live node's TOML: `[node]`, `[sei]`, `[paper]`, `[signal]`, `[strategy]`, typed and strict.
+
+`[strategy]` and `[signal]` are the backtest's own sections, parsed by the same code, so a config
+that backtests is a config that trades. `[paper]` is a backtest `[venue]` section: paper mode
+simulates fills with exactly the model a backtest would use. The signing key is never in this
+file: `[sei] key_file` names a mode-600 file, or `key_env` an environment variable.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from backtests.config import SignalSection, VenueSection
+from data.instrument import SEI_USDC_ID
+from strategies.config import ConfigError, MarketMakerConfig, friendly_error, parse_strategy_config
+
+
+class NodeSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    mode: Literal["paper", "live"] = "paper"
+    trader_id: str = "FLASHMM-001"
+    state_dir: str = "runs/live"  # each session writes a directory here (status.json, fills, orders)
+    log_level: str = "INFO"
+    status_interval_secs: float = 1.0
+    duration_secs: float = 0.0  # 0 = until SIGINT/SIGTERM
+    seed: int = 0
+
+
+class SeiSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    rpc_url: str = "ws://127.0.0.1:26657/websocket"
+    contract: str = ""
+    chain_id: str = ""
+    instrument_id: str = str(SEI_USDC_ID)
+    key_env: str = "FLASHMM_SEI_MNEMONIC"
+    key_file: str = ""
+    gas_base: int = 100_000
+    gas_per_action: int = 30_000
+    gas_price: str = "0.02"
+    timeout_blocks: int = 3
+    max_retries: int = 3
+    order_expiry_blocks: int = 0  # 0 = orders never expire on their own
+    book_depth: int = 100
+    stale_after_secs: float = 3.0
+    stop_timeout_secs: float = 15.0
+
+
+class LiveConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    node: NodeSection = NodeSection()
+    sei: SeiSection = SeiSection()
+    paper: VenueSection = VenueSection()
+    signal: SignalSection = SignalSection()
+    strategy: dict[str, Any] = {}
+
+    def strategy_config(self) -> MarketMakerConfig:
+        return parse_strategy_config(self.strategy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)
+
+
+def load_live_config(path: str | Path, overrides: dict[str, Any] | None = None) -> LiveConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        raw.setdefault(section, {})[key] = value
+    for section, key in (("signal", "model"), ("sei", "key_file")):
+        value = raw.get(section, {}).get(key)
+        if value:
+            p = Path(value).expanduser()
+            raw[section][key] = str(p if p.is_absolute() else (path.parent / p).resolve())
+    try:
+        config = msgspec.convert(raw, LiveConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {friendly_error(str(exc))}") from None
+    config.strategy_config()
+    if not config.sei.contract:
+        raise ConfigError(f"{path}: sei.contract is required (the CLOB contract's address; `flashmm localnet` prints it)")
+    if config.node.mode == "live" and not (config.sei.key_file or config.sei.key_env):
+        raise ConfigError(f"{path}: live mode needs sei.key_file or sei.key_env")
+    return config

@@ -1,0 +1,240 @@
+"""The live node: the backtested strategy on a NautilusTrader `TradingNode`, live or on paper.
+
+Both modes use the Sei data client; `live` adds the Sei execution client (signed txs), `paper`
+the simulated exchange of `app.live.paper`. Everything a backtest run writes, a session writes
+too (same recorder, same analytics, same files), plus `status.json` while it runs, so the app and
+the parity check read live sessions and backtests alike.
+
+Stopping (SIGINT, SIGTERM, or `duration_secs`) is graceful: the strategy pulls its quotes, then the
+execution client sends `cancel_all` and waits until the contract reports no open order for us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import tomli_w
+from nautilus_trader.config import (
+    CacheConfig,
+    LiveDataEngineConfig,
+    LiveExecEngineConfig,
+    LiveRiskEngineConfig,
+    LoggingConfig,
+    TradingNodeConfig,
+)
+from nautilus_trader.live.node import TradingNode
+from nautilus_trader.model.enums import TradingState
+from nautilus_trader.model.identifiers import InstrumentId, TraderId
+
+from adapters.sei.config import SeiDataClientConfig, SeiExecClientConfig
+from adapters.sei.factories import SeiLiveDataClientFactory, SeiLiveExecClientFactory, forget_venues, shared_venue
+from app.live.config import LiveConfig
+from app.live.lifecycle import run_until_stopped
+from app.live.paper import PaperExecClientConfig, PaperExecClientFactory
+from app.live.status import STATUS_FILE, StatusWriter, StatusWriterConfig, write_json_atomic
+from backtests.recorder import RecorderConfig, RunRecorder
+from backtests.runner import orders_frame, session_analytics, write_session_files
+from strategies.control import register_halt_endpoint
+from strategies.market_maker import MarketMaker
+
+VENUE = "SEI"
+NS = 1_000_000_000
+
+
+class NodeStartError(RuntimeError):
+    """The node could not connect to the venue; nothing was traded."""
+
+
+@dataclass
+class Session:
+    config: LiveConfig
+    node: TradingNode
+    strategy: MarketMaker
+    recorder: RunRecorder
+    session_dir: Path
+    started_ns: int
+    signal_actor: object | None = None
+
+    @property
+    def exec_client(self):
+        return next(iter(self.node.kernel.exec_engine._clients.values()), None)
+
+    @property
+    def data_client(self):
+        return next(iter(self.node.kernel.data_engine._clients.values()), None)
+
+
+def _client_configs(config: LiveConfig):
+    sei = config.sei
+    data = SeiDataClientConfig(
+        venue=VENUE, rpc_url=sei.rpc_url, contract=sei.contract, chain_id=sei.chain_id or None,
+        instrument_id=sei.instrument_id, book_depth=sei.book_depth, stale_after_secs=sei.stale_after_secs,
+    )
+    if config.node.mode == "paper":
+        return data, PaperExecClientConfig(
+            venue=VENUE, instrument_id=sei.instrument_id, simulation=config.paper, seed=config.node.seed
+        ), PaperExecClientFactory
+    execution = SeiExecClientConfig(
+        venue=VENUE, rpc_url=sei.rpc_url, contract=sei.contract, chain_id=sei.chain_id or None,
+        instrument_id=sei.instrument_id, key_env=sei.key_env, key_file=sei.key_file or None,
+        gas_base=sei.gas_base, gas_per_action=sei.gas_per_action, gas_price=sei.gas_price, timeout_blocks=sei.timeout_blocks,
+        max_retries=sei.max_retries, order_expiry_blocks=sei.order_expiry_blocks or None,
+        stop_timeout_secs=sei.stop_timeout_secs,
+    )
+    return data, execution, SeiLiveExecClientFactory
+
+
+def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_dir: Path) -> Session:
+    strat_cfg = config.strategy_config()
+    if str(strat_cfg.instrument_id) != config.sei.instrument_id:
+        raise ValueError(f"strategy.instrument_id {strat_cfg.instrument_id} is not sei.instrument_id {config.sei.instrument_id}")
+    data_cfg, exec_cfg, exec_factory = _client_configs(config)
+    forget_venues()
+    node = TradingNode(
+        config=TradingNodeConfig(
+            trader_id=TraderId(config.node.trader_id),
+            logging=LoggingConfig(log_level=config.node.log_level, log_directory=str(session_dir), log_file_name="node"),
+            cache=CacheConfig(),
+            data_engine=LiveDataEngineConfig(),
+            risk_engine=LiveRiskEngineConfig(bypass=False),
+            exec_engine=LiveExecEngineConfig(reconciliation=True),
+            data_clients={VENUE: data_cfg},
+            exec_clients={VENUE: exec_cfg},
+            timeout_connection=20.0,
+            timeout_reconciliation=10.0,
+            timeout_portfolio=10.0,
+            timeout_disconnection=config.sei.stop_timeout_secs + 5.0,
+            timeout_post_stop=1.0,
+        ),
+        loop=loop,
+    )
+    node.add_data_client_factory(VENUE, SeiLiveDataClientFactory)
+    node.add_exec_client_factory(VENUE, exec_factory)
+    node.build()
+    if config.node.mode == "paper":
+        next(iter(node.kernel.exec_engine._clients.values())).portfolio = node.kernel.portfolio
+
+    signal_actor = None
+    if strat_cfg.use_signal:
+        from models.actor import SignalActor, SignalActorConfig  # torch loads only when a signal runs
+
+        sig = config.signal
+        signal_actor = SignalActor(SignalActorConfig(
+            instrument_id=InstrumentId.from_str(config.sei.instrument_id), model_dir=sig.model or None,
+            latency_budget_ms=sig.latency_budget_ms, trip_after=sig.trip_after, cooldown_secs=sig.cooldown_secs,
+        ))
+        node.trader.add_actor(signal_actor)
+    strategy = MarketMaker(strat_cfg)
+    node.trader.add_strategy(strategy)
+    recorder = RunRecorder(RecorderConfig(instrument_id=strat_cfg.instrument_id, strategy_id=strategy.id))
+    node.trader.add_actor(recorder)
+    status = StatusWriter(StatusWriterConfig(
+        path=str(session_dir / STATUS_FILE), interval_secs=config.node.status_interval_secs
+    ))
+    node.trader.add_actor(status)
+    register_halt_endpoint(node.kernel.msgbus, node.kernel.risk_engine)
+    session = Session(config, node, strategy, recorder, session_dir, time.time_ns(), signal_actor)
+    status.collect = lambda: node_status(session)
+    return session
+
+
+def node_status(session: Session) -> dict:
+    """What `status.json` holds; the app's Live page and `flashmm live status` read it."""
+    strategy, cfg = session.strategy, session.config
+    venue, _ = shared_venue(session.node.kernel.loop, _client_configs(cfg)[0])
+    now = time.time_ns()
+    book = strategy.book
+    mid = None
+    if book is not None and book.best_bid_price() is not None and book.best_ask_price() is not None:
+        mid = (float(book.best_bid_price()) + float(book.best_ask_price())) / 2
+    exec_client = session.exec_client
+    data_client = session.data_client
+    quotes = [
+        {"client_order_id": coid.value, "side": w.side, "price_ticks": w.price_ticks, "leaves": w.leaves, "state": w.state}
+        for coid, w in strategy.orders.items()
+    ]
+    return {
+        "mode": cfg.node.mode,
+        "updated_at": datetime.now(timezone.utc).isoformat(),
+        "uptime_s": round((now - session.started_ns) / NS, 3),
+        "connected": bool(data_client and data_client.is_connected and exec_client and exec_client.is_connected),
+        "last_block_height": venue.last_height,
+        "last_block_age_s": round((now - venue.last_received_ns) / NS, 3) if venue.last_received_ns else None,
+        "stale": bool(getattr(data_client, "stale", False)),
+        "halted": strategy.halted or session.node.kernel.risk_engine.trading_state == TradingState.HALTED,
+        "halt_reason": strategy.halt_reason,
+        "trading_state": session.node.kernel.risk_engine.trading_state.name,
+        "mid": mid,
+        "pnl": strategy.pnl(mid) if mid is not None else None,
+        "inventory": strategy.inventory,
+        "cash": strategy.cash,
+        "quotes": quotes,
+        "fills": len(session.recorder.fills),
+        "strategy_stats": dict(strategy.stats),
+        "execution": exec_client.snapshot() if hasattr(exec_client, "snapshot") else None,
+        "data": {"resnapshots": getattr(data_client, "resnapshots", 0), "stale_events": getattr(data_client, "stale_events", 0),
+                 "blocks_seen": venue.blocks_seen},
+        "signal": session.signal_actor.engine.summary() if session.signal_actor else None,
+    }
+
+
+def run_live(config: LiveConfig, duration_secs: float | None = None, state_dir: str | Path | None = None) -> Path:
+    """Run a node until a signal or `duration_secs`; returns the session directory."""
+    base = Path(state_dir or config.node.state_dir)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    session_dir = base / f"{config.node.mode}-{stamp}-{time.time_ns() % 1_000_000:06d}"
+    session_dir.mkdir(parents=True, exist_ok=False)
+    (session_dir / "config.toml").write_text(tomli_w.dumps(_without_none(config.to_dict())))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    session = build_session(config, loop, session_dir)
+    duration = config.node.duration_secs if duration_secs is None else duration_secs
+    try:
+        connected = loop.run_until_complete(run_until_stopped(session.node, duration))
+    finally:
+        session.node.dispose()
+    if not connected:
+        raise NodeStartError(f"could not connect to the venue at {config.sei.rpc_url} (log: {session_dir}/node*.log)")
+    _write_session(session)
+    return session_dir
+
+
+def _write_session(session: Session) -> None:
+    strat_cfg = session.config.strategy_config()
+    orders = orders_frame(session.node.kernel.cache, session.strategy.id)
+    end_ns = time.time_ns()
+    analytics, quotes = session_analytics(session.recorder, orders, strat_cfg, session.started_ns, end_ns, NS)
+    metrics = dict(analytics.metrics)
+    status = node_status(session)
+    metrics.update({
+        "mode": session.config.node.mode,
+        "halted": session.strategy.halted,
+        "halt_reason": session.strategy.halt_reason,
+        "orders_submitted": int(len(orders)),
+        "strategy_stats": dict(session.strategy.stats),
+        "execution": status["execution"],
+        "data": status["data"],
+        "signal": status["signal"],
+        "window": {"start": _iso(session.started_ns), "end": _iso(end_ns)},
+    })
+    write_session_files(session.session_dir, metrics, analytics, orders, quotes, None)
+    write_json_atomic(session.session_dir / STATUS_FILE, status)
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / NS, tz=timezone.utc).isoformat()
+
+
+def _without_none(d: dict) -> dict:
+    return {k: _without_none(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
+
+
+def session_summary(session_dir: Path) -> str:
+    metrics = json.loads((session_dir / "metrics.json").read_text())
+    return (f"session written to {session_dir}: {metrics.get('fill_count', 0)} fills, "
+            f"pnl {metrics.get('pnl_total', 0.0):.4f} USDC, {metrics.get('orders_submitted', 0)} orders")
