@@ -7,6 +7,7 @@ sends nothing) and `nt_quoter` (NautilusTrader alone with its own fills and a mi
 no FlashMM code). `no_orders` splits the full stack's cost into FlashMM's own per-event code and
 NautilusTrader's order lifecycle; `nt_quoter` measures that lifecycle with nothing of ours around.
 Events are individual records (book deltas + trades); events/s is over the engine's run loop.
+`run_sweep_bench` (`flashmm bench --sweep`) measures how a sweep scales from 1 to 2 workers.
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import tomli_w
 
 from backtests.config import load_config
+from backtests.sweep import run_sweep
+from backtests.sweep_config import load_sweep
 
 
 def _timed_strategy():
@@ -128,6 +135,46 @@ def run_bench(config_path: str, catalog: str | None = None, end: str | None = No
             "ratio_no_orders_to_bare": quiet_ratio, "us_per_order": order_cost_us, "text": text}
 
 
+def run_sweep_bench(config_path: str, points: int = 8, end: str | None = None, catalog: str | None = None) -> dict:
+    """The same sweep points with 1 and with 2 local workers: wall time of each and the speedup.
+
+    Wall time is the whole `run_sweep` call, worker start-up included, as a user would wait for it.
+    The points vary `strategy.half_spread_bps` with the signal off; both tables must agree.
+    """
+    end = end or "+1h"
+    with tempfile.TemporaryDirectory(prefix="flashmm-sweep-bench-") as tmp:
+        sweep_file = Path(tmp) / "bench_sweep.toml"
+        fixed = {"run.end": end, "strategy.use_signal": False}
+        if catalog:
+            fixed["run.catalog"] = str(Path(catalog).resolve())
+        sweep_file.write_text(tomli_w.dumps({
+            "base": str(Path(config_path).resolve()), "name": "bench", "fixed": fixed,
+            "grid": {"strategy.half_spread_bps": [round(1.5 + 0.5 * i, 2) for i in range(points)]},
+        }))
+        spec = load_sweep(sweep_file)
+        timings, tables = {}, {}
+        for workers in (1, 2):
+            t0 = time.perf_counter()
+            result = run_sweep(spec, out=Path(tmp) / f"w{workers}", workers=workers, progress=False)
+            timings[workers] = time.perf_counter() - t0
+            if result.failures:
+                raise RuntimeError(f"sweep bench point failed:\n{next(iter(result.failures.values()))}")
+            tables[workers] = result.results
+        # parallelism must not change any result
+        pd.testing.assert_frame_equal(tables[1].drop(columns="wall_seconds"), tables[2].drop(columns="wall_seconds"))
+        point_seconds = float(tables[1]["wall_seconds"].mean())
+    speedup = timings[1] / timings[2]
+    text = "\n".join([
+        f"sweep scaling: {points} points, window start .. {end}, signal off "
+        f"(engine loop {point_seconds:.2f} s per point)",
+        f"1 worker:  {timings[1]:.2f} s",
+        f"2 workers: {timings[2]:.2f} s",
+        f"speedup:   {speedup:.2f}x (goal >= 1.8x on 2 cores)",
+    ])
+    return {"points": points, "end": end, "seconds_1_worker": timings[1], "seconds_2_workers": timings[2],
+            "speedup": speedup, "engine_seconds_per_point": point_seconds, "text": text}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", choices=["bare", "full", "no_orders", "nt_quoter"], required=True)
@@ -137,8 +184,6 @@ def main() -> None:
     args = parser.parse_args()
     overrides = {}
     if args.catalog:
-        from pathlib import Path
-
         overrides["run.catalog"] = str(Path(args.catalog).resolve())
     if args.end:
         overrides["run.end"] = args.end

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from backtests.sweep import rank
+
 
 def _fmt(value, spec: str = ",.4f") -> str:
     if value is None:
@@ -105,3 +107,27 @@ def side_by_side(runs: dict[str, dict]) -> str:
     window = next(iter(runs.values()))["window"]
     lines.append(f"window {window['start']} .. {window['end']}")
     return "\n".join(lines)
+
+
+def sweep_summary(result, metric: str, top: int) -> str:
+    """The sweep's top points by `metric`, per window when it walked forward, then the walk-forward table."""
+    shown = ["window"] * ("window" in result.results) + result.params + list(dict.fromkeys(
+        [metric, "pnl_total", "max_drawdown", "sharpe", "fill_count", "run_dir"]))
+    groups = result.results.groupby("window") if "window" in result.results else [(None, result.results)]
+    lines = [f"{len(result.results)} points: {result.ran} run, {result.skipped} already finished (skipped), "
+             f"{len(result.failures)} failed"]
+    for window, table in groups:
+        title = f"top {top} by {metric}" + (f", window {table['run.start'].iloc[0]} .. {table['run.end'].iloc[0]}"
+                                             if window is not None else "")
+        lines += ["", f"== {title} ==", rank(table, metric, top)[shown].to_string(index=False, float_format=_g)]
+    if result.walk_forward is not None and not result.walk_forward.empty:
+        lines += ["", "== walk-forward: tuned on one window, reported on the next ==",
+                  result.walk_forward.to_string(index=False, float_format=_g)]
+    for point_id, error in result.failures.items():
+        lines += ["", f"point {point_id} failed:", error.rstrip()]
+    lines += ["", f"results: {result.out / 'results.parquet'}", f"open it in the app: flashmm app --runs {result.out}"]
+    return "\n".join(lines)
+
+
+def _g(value: float) -> str:
+    return format(value, ",.4g")

@@ -1,0 +1,144 @@
+"""Run detail: PnL and its decomposition, inventory, price with our quotes and fills, markouts,
+order statistics, the signal against what followed, and the resolved config."""
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app import analysis, charts, runs, ui
+
+st.title("Run detail")
+root = ui.runs_root()
+options = [str(e.path) for e in ui.find_runs(root)]
+requested = st.query_params.get("run")
+if requested and requested != st.session_state.get("run_from_url"):
+    # A link or the Runs/Sweep page asked for this run; later picks in the selectbox win.
+    st.session_state["run_from_url"] = requested
+    st.session_state["run_select"] = requested
+if requested and requested not in options:
+    options.insert(0, requested)
+if not options:
+    st.info(f"No run directories found under {root}. Run `flashmm backtest --config backtests/configs/sample.toml`.")
+    st.stop()
+if st.session_state.get("run_select") not in options:
+    st.session_state["run_select"] = options[0]
+choice = st.selectbox("Run", options, key="run_select", format_func=lambda p: ui.label(Path(p), root))
+st.query_params["run"] = st.session_state["run_from_url"] = choice
+run_dir = Path(choice)
+
+try:
+    metrics = ui.metrics(run_dir)
+except runs.RunDirError as exc:
+    st.error(str(exc))
+    st.stop()
+
+
+def shown(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+cols = st.columns(6)
+for col, (name, key, spec) in zip(cols, [
+    ("total PnL (USDC)", "pnl_total", ",.4f"), ("Sharpe (ann.)", "sharpe", ",.2f"),
+    ("max drawdown (USDC)", "max_drawdown", ",.4f"), ("fills", "fill_count", ","),
+    ("fill ratio", "fill_ratio", ".2%"), ("quote uptime", "quote_uptime", ".1%"),
+]):
+    col.metric(name, shown(metrics.get(key), spec))
+window = metrics.get("window") or {}
+st.caption(f"{window.get('start')} .. {window.get('end')} | fill model {metrics.get('fill_model')} | "
+           f"{'SYNTHETIC data' if metrics.get('synthetic_data') else 'recorded data'} | "
+           f"{'halted: ' + str(metrics.get('halt_reason')) if metrics.get('halted') else 'not halted'}")
+if (run_dir / "point.json").exists():
+    try:
+        params = json.loads((run_dir / "point.json").read_text())["params"]
+        st.caption("sweep point: " + ", ".join(f"{k} = {v}" for k, v in params.items()))
+    except (ValueError, KeyError, AttributeError) as exc:
+        st.warning(f"{run_dir / 'point.json'} is not a readable sweep point record: {exc!r}")
+
+try:
+    equity = ui.frame(run_dir, "equity")
+except runs.RunDirError as exc:
+    st.error(str(exc))
+    st.stop()
+if equity.empty:
+    st.warning(f"{run_dir / 'equity.parquet'} has no rows: there is no time series to show.")
+    st.stop()
+
+times = analysis.to_time(equity["ts"]).dt.tz_convert(None)  # the slider works in naive datetimes: UTC here
+first, last = times.iloc[0].to_pydatetime(), times.iloc[-1].to_pydatetime()
+if last > first:
+    start, end = st.slider("Time window, UTC (zoom: charts show the full detail the window allows)",
+                           min_value=first, max_value=last, value=(first, last), step=timedelta(seconds=1),
+                           format="HH:mm:ss")
+else:
+    start, end = first, last
+lo, hi = pd.Timestamp(start, tz="UTC").value, pd.Timestamp(end, tz="UTC").value
+
+
+def in_window(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[(frame["ts"] >= lo) & (frame["ts"] <= hi)]
+
+
+series = in_window(equity)
+sampled = analysis.minmax_downsample(series, "ts", ["equity", "pnl_spread_capture", "pnl_inventory", "inventory"])
+st.plotly_chart(charts.pnl_figure(sampled))
+st.plotly_chart(charts.inventory_figure(sampled))
+
+st.subheader("Price, quotes and fills")
+try:
+    quotes, fills = in_window(ui.frame(run_dir, "quotes")), in_window(ui.frame(run_dir, "fills"))
+    mid = analysis.minmax_downsample(series, "ts", ["mid"])
+    quote_points = analysis.minmax_downsample(quotes, "ts", ["bid", "ask"])
+    fill_points = analysis.thin(fills)
+    st.plotly_chart(charts.price_figure(mid, quote_points, fill_points))
+    st.caption(f"drawn: {len(mid):,} of {len(series):,} mid samples and {len(quote_points):,} of {len(quotes):,} "
+               f"quote changes (min and max per time bucket), {len(fill_points):,} of {len(fills):,} fills")
+except runs.RunDirError as exc:
+    st.error(str(exc))
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Markouts")
+    try:
+        all_fills = ui.frame(run_dir, "fills")
+        if all_fills.empty:
+            st.info("No fills in this run, so no markouts.")
+        else:
+            st.plotly_chart(charts.markout_figure(analysis.markout_curve(all_fills)))
+    except runs.RunDirError as exc:
+        st.error(str(exc))
+with right:
+    st.subheader("Fills, queue and latency")
+    try:
+        stats = analysis.order_stats(ui.frame(run_dir, "orders"), ui.frame(run_dir, "fills"), metrics)
+        st.dataframe(stats, hide_index=True)
+    except runs.RunDirError as exc:
+        st.error(str(exc))
+
+st.subheader("Signal vs realised move")
+if not (run_dir / "signal.parquet").exists():
+    st.info("No signal ran in this run (strategy.use_signal was false), so there is nothing to compare.")
+else:
+    try:
+        signal = ui.frame(run_dir, "signal")
+        pairs, binned = analysis.signal_vs_realised(in_window(signal), series)
+        if binned.empty:
+            st.info("Too few signal blocks in this window to compare with realised moves.")
+        else:
+            st.plotly_chart(charts.signal_figure(binned))
+            corr = pairs["expected_move_bps"].corr(pairs["realised_bps"])
+            st.caption(f"{len(pairs):,} blocks, correlation {corr:+.3f}, fallback on "
+                       f"{pairs['fallback'].mean():.1%} of them; model {(metrics.get('signal') or {}).get('model_id')}")
+    except runs.RunDirError as exc:
+        st.error(str(exc))
+
+st.subheader("Resolved config")
+try:
+    st.code(runs.load_config_text(run_dir)[0], language="toml")
+except runs.RunDirError as exc:
+    st.error(str(exc))
+with st.expander("metrics.json"):
+    st.json(metrics)
