@@ -111,6 +111,8 @@ def build_ladder(
     # Post-only: never at or through the opposite side of the market.
     bid_ticks = min(bid_ticks, grid.ticks(top.ask) - 1)
     ask_ticks = max(ask_ticks, grid.ticks(top.bid) + 1)
+    if bid_ticks >= ask_ticks:  # a zero spread (min_spread_bps 0, spread scaled to nothing): never cross ourselves
+        bid_ticks = ask_ticks - 1
     q_norm = max(-1.0, min(1.0, (inventory - cfg.inventory_target) / cfg.max_position))
     bid_scale = max(0.0, 1 - cfg.size_skew * q_norm) * signal.bid_size_scale
     ask_scale = max(0.0, 1 + cfg.size_skew * q_norm) * signal.ask_size_scale

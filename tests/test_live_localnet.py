@@ -11,6 +11,8 @@ sequence, malformed pushes and a block stall injected mid-session.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import tomllib
 from decimal import Decimal
@@ -110,3 +112,27 @@ def test_live_node_survives_faults_without_losing_a_fill(tmp_path, tape):
     # It kept trading after every fault: orders were still accepted on chain in the last 8 s.
     last = max(h for h, _ in run.placed)
     assert last >= max(run.height_to_index) - 20
+
+
+def test_orders_left_by_a_killed_node_are_cancelled_when_the_next_one_starts(tmp_path, tape):
+    net, replay = start_localnet(tape, None, None)
+    try:
+        config = node_config(net, tmp_path, strategy())
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "live", "--config", str(config)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"]):
+            assert time.monotonic() < deadline and proc.poll() is None, "the first node never quoted"
+            time.sleep(0.2)
+        proc.kill()  # SIGKILL: no graceful stop, its quotes stay on the book
+        proc.wait()
+        left = net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"])
+        assert left
+        session_dir, output = run_node(config, duration_s=8)
+        run = read_back(net, replay, session_dir, output)
+    finally:
+        net.stop()
+    metrics = json.loads((session_dir / "metrics.json").read_text())
+    assert metrics["execution"]["orphans_cancelled"] == len(left)
+    assert "open orders on the venue that this node does not know" in output
+    assert run.open_orders == []

@@ -105,6 +105,29 @@ SCENARIOS = [
         {"bids": [("0.4999", "1")], "asks": [("0.5", "10")]},
     ),
     Scenario(
+        "reduce trims in place: the reserve shrinks and the order keeps its time priority",
+        {"alice": (("usei", 10 * M),), "bob": (("usei", 10 * M),), "carol": (("uusdc", 10 * M),)},
+        [
+            Step("alice", place("a1", "sell", "0.5", "2")),
+            Step("bob", place("b1", "sell", "0.5", "2")),
+            Step("alice", {"reduce_order": {"client_order_id": "a1", "quantity": "0.5"}}),
+            Step("alice", {"reduce_order": {"order_id": "1", "quantity": "1.5"}}, error="invalid_quantity"),
+            Step("alice", {"reduce_order": {"order_id": "1", "quantity": "0.05"}}, error="invalid_quantity"),
+            Step("bob", {"reduce_order": {"order_id": "1", "quantity": "0.1"}}, error="order_not_found"),
+            Step("carol", place("c1", "buy", "0.5", "1.5")),
+        ],
+        [
+            ("placed", {"order_id": "1"}), ("placed", {"order_id": "2"}),
+            ("reduced", {"order_id": "1", "client_order_id": "a1", "owner": "alice", "side": "sell", "price": "0.5",
+                         "quantity": "0.5", "remaining_quantity": "1.5"}),
+            ("placed", {"order_id": "3"}),
+            ("trade", {"maker_order_id": "1", "quantity": "1.5"}),
+            ("filled", {"order_id": "1", "remaining_quantity": "0"}), ("filled", {"order_id": "3"}),
+        ],
+        {"alice": {"usei": (M // 2 * 17, 0)}, "bob": {"usei": (8 * M, 2 * M)}},
+        {"bids": [], "asks": [("0.5", "2")]},
+    ),
+    Scenario(
         "cancel by order_id and by client_order_id releases the reserve",
         {"alice": (("usei", 10 * M), ("uusdc", 10 * M))},
         [

@@ -113,7 +113,8 @@ def check_msgs(net: Localnet, max_actions: int) -> None:
     for msgs in net.maker_msgs + net.taker_msgs:
         assert all(0 < len(m["batch"]["actions"]) <= max_actions for m in msgs)
         kinds = [next(iter(a)) for m in msgs for a in m["batch"]["actions"]]
-        assert kinds == sorted(kinds), kinds  # "cancel_order" < "place_order"
+        order = {"cancel_order": 0, "reduce_order": 0, "place_order": 1}
+        assert [order[k] for k in kinds] == sorted(order[k] for k in kinds), kinds  # cancels and trims first
         for a in (a for m in msgs for a in m["batch"]["actions"] if "place_order" in a):
             p = a["place_order"]
             assert DECIMAL_TEXT.fullmatch(p["price"]) and DECIMAL_TEXT.fullmatch(p["quantity"]), p
@@ -222,9 +223,10 @@ def test_growth_joins_behind_a_third_party_and_a_shrink_cuts_it_first(tmp_path) 
     net.block()
     assert net.queue("buy", "0.4000") == [(MAKER, 100), (FLASH, 50), (MAKER, 200)]
     _, events = net.block()
-    # The shrink took the 200 behind FLASH and re-placed its remainder at the back: FLASH kept its place.
+    # The shrink took the 200 behind FLASH and trimmed the order it cut into in place: FLASH kept its place.
     assert net.queue("buy", "0.4000") == [(MAKER, 100), (FLASH, 50), (MAKER, 50)]
-    assert [e["remaining_quantity"] for e in of_type(events, "cancelled")] == ["200"]
+    assert of_type(events, "cancelled") == []
+    assert [(e["quantity"], e["remaining_quantity"]) for e in of_type(events, "reduced")] == [("150", "50")]
     _, events = net.block()
     # The 100 print trades the maker's older order, queued ahead of FLASH; FLASH is not filled.
     assert [(t["maker"], t["quantity"]) for t in of_type(events, "trade")] == [(MAKER, "100")]
@@ -236,12 +238,31 @@ def test_growth_joins_behind_a_third_party_and_a_shrink_cuts_it_first(tmp_path) 
     check_msgs(net, 64)
 
 
+def test_a_shrink_of_the_order_ahead_trims_it_in_place_and_never_lets_a_third_party_jump(tmp_path) -> None:
+    net = Localnet(tape(
+        tmp_path,
+        book({"0.4000": 100.0}),
+        book({"0.4000": 90.0}),                                   # -10: only the maker order ahead of FLASH
+        book({"0.4000": 50.0}, trades=[("sell", "0.4000", 40.0)]),
+    ))
+    net.block(others=[(FLASH, place("f1", "buy", "0.4000", "50"))])
+    assert net.queue("buy", "0.4000") == [(MAKER, 100), (FLASH, 50)]
+    net.block()
+    assert net.queue("buy", "0.4000") == [(MAKER, 90), (FLASH, 50)]
+    _, events = net.block()
+    assert [(t["maker"], t["quantity"]) for t in of_type(events, "trade")] == [(MAKER, "40")]
+    assert net.orders(FLASH)  # still queued: the print took the maker's size ahead of it
+
+
 def test_a_third_party_ask_is_filled_when_the_tape_bid_moves_through_it(tmp_path) -> None:
     net = Localnet(tape(
         tmp_path,
         book({"0.4000": 100.0}),
         book({"0.4006": 100.0, "0.4000": 100.0}),
         book({"0.4006": 100.0, "0.4000": 90.0}),
+        book({"0.4006": 130.0, "0.4000": 90.0}),
+        book({"0.4006": 20.0, "0.4000": 90.0}),
+        book({"0.4006": 60.0, "0.4000": 90.0}),
     ))
     net.block(others=[(FLASH, place("f1", "sell", "0.4005", "30"))])
     _, events = net.block()
@@ -251,8 +272,13 @@ def test_a_third_party_ask_is_filled_when_the_tape_bid_moves_through_it(tmp_path
     ]
     assert not net.orders(FLASH)
     assert net.book_of(MAKER)["buy"] == {Decimal("0.4006"): 70, Decimal("0.4"): 100}
-    block, _ = net.block()
-    assert net.book_of(MAKER) == net.tape_book(block)  # the next sync tops the level up
+    # The 30 FLASH took is used up, as in the backtest's fill model: the tape's unchanged 100 is
+    # not topped up again, its growth to 130 adds only the 30 new, and a shrink to 20 leaves nothing
+    # (taken is capped by the level, 20) until the level grows again.
+    for held in ({Decimal("0.4006"): 70, Decimal("0.4"): 90}, {Decimal("0.4006"): 100, Decimal("0.4"): 90},
+                 {Decimal("0.4"): 90}, {Decimal("0.4006"): 40, Decimal("0.4"): 90}):
+        net.block()
+        assert net.book_of(MAKER)["buy"] == held
     check_msgs(net, 64)
 
 

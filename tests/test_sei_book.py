@@ -48,6 +48,7 @@ action = st.one_of(
         st.integers(4200, 4230), st.integers(1, 50), st.booleans(), st.one_of(st.none(), st.integers(0, 6)),
     ),
     st.tuples(st.just("cancel"), st.sampled_from(OWNERS), st.integers(1, 60)),
+    st.tuples(st.just("reduce"), st.sampled_from(OWNERS), st.integers(1, 60), st.integers(1, 30)),
     st.tuples(st.just("cancel_all"), st.sampled_from(OWNERS)),
 )
 
@@ -65,6 +66,8 @@ def run_block(clob: Clob, height: int, actions, coids: list[int]) -> list[Event]
             msg = {"place_order": body}
         elif a[0] == "cancel":
             msg = {"cancel_order": {"order_id": str(a[2])}}
+        elif a[0] == "reduce":
+            msg = {"reduce_order": {"order_id": str(a[2]), "quantity": str(Decimal(a[3]) / 10)}}
         else:
             msg = {"cancel_all": {}}
         try:

@@ -147,6 +147,11 @@ class BookTracker:
                 known.remaining = remaining
             if remaining == 0:
                 self._orders.pop(order_id, None)
+        elif kind == "wasm-reduced":
+            self._add(_side(event), Decimal(_req(event, "price")), -Decimal(_req(event, "quantity")), before)
+            known = self._orders.get(_req(event, "order_id"))
+            if known is not None:
+                known.remaining = Decimal(_req(event, "remaining_quantity"))
         elif kind in ("wasm-cancelled", "wasm-expired"):
             order_id = _req(event, "order_id")
             self._orders.pop(order_id, None)

@@ -37,7 +37,9 @@ class SeiExecClientConfig(LiveExecClientConfig, frozen=True, kw_only=True, forbi
     (in `fee_denom`). A tx not in a block by
     `timeout_blocks` after it was sent can never land; its cancels are retried up to `max_retries`.
     `batch_idle_ms`/`batch_max_ms` bound how long commands are gathered into one block's tx.
-    `order_expiry_blocks` gives every order an `expiry_height`, so quotes die with a dead node."""
+    `order_expiry_blocks` gives every order an `expiry_height`, so quotes die with a dead node.
+    `cancel_orphans_on_start` cancels every open order of the account that the node's cache does
+    not know before the strategy starts (after a crash without persisted state)."""
 
     venue: str = "SEI"
     rpc_url: str
@@ -55,6 +57,8 @@ class SeiExecClientConfig(LiveExecClientConfig, frozen=True, kw_only=True, forbi
     batch_idle_ms: float = 1.0
     batch_max_ms: float = 10.0
     order_expiry_blocks: int | None = None
+    cancel_orphans_on_start: bool = True
+    catch_up_timeout_secs: float = 60.0  # replaying the blocks missed while down, before trading
     stop_timeout_secs: float = 15.0
     poll_interval_secs: float = 0.4
     instrument_provider: InstrumentProviderConfig = _provider()

@@ -62,6 +62,7 @@ class SeiDataClient(LiveMarketDataClient):
         self.stale_events = 0
 
     async def _connect(self) -> None:
+        self._sei.add_listener(SeiVenue.DATA, self._on_block)
         await self._sei.start()
         await self._provider.initialize()
         instrument = self._provider.find(self._provider.instrument_id)
@@ -69,7 +70,6 @@ class SeiDataClient(LiveMarketDataClient):
             raise VenueError(f"instrument {self._provider.instrument_id} was not loaded from the contract")
         self._handle_data(instrument)
         self._tracker = BookTracker(instrument.id, instrument.price_precision, instrument.size_precision)
-        self._sei.add_listener(SeiVenue.DATA, self._on_block)
         self._stale_task = self.create_task(self._watch_staleness(), log_msg="sei_stale_watch")
 
     async def _disconnect(self) -> None:

@@ -88,6 +88,7 @@ class ExecStats:
     fills: int = 0
     rejects: int = 0
     cancel_rejects: int = 0
+    orphans_cancelled: int = 0
     tick_to_tx_ns: deque = field(default_factory=lambda: deque(maxlen=100_000))
 
 
@@ -131,17 +132,63 @@ class SeiExecutionClient(LiveExecutionClient):
         self._refresh_balances = False
         # Orders the venue's events closed; the cache learns it only after the engine's queue runs.
         self._closed: OrderedDict[ClientOrderId, None] = OrderedDict()
+        self._venue_ids: dict[ClientOrderId, VenueOrderId] = {}  # placements seen by this process
+        # The last block processed, kept in the cache (Redis when configured), so a restarted node
+        # replays exactly the blocks it missed.
+        self._height_key = f"flashmm.sei.{owner}.last_height"
+        venue.resume_height = self._resume_height
         self.stats = ExecStats()
 
     # -- connection -----------------------------------------------------------------------------
 
     async def _connect(self) -> None:
+        # Listen before the stream starts: a restarted node first replays the blocks it missed.
+        self._sei.add_listener(SeiVenue.EXECUTION, self._on_block)
         await self._sei.start()
         await self._provider.initialize()
         for instrument in self._provider.list_all():
             self._cache.add_instrument(instrument)
-        self._sei.add_listener(SeiVenue.EXECUTION, self._on_block)
+        await asyncio.wait_for(self._sei.caught_up.wait(), timeout=self._cfg.catch_up_timeout_secs)
+        await self._settle_cached_orders()
         await self._update_balances()
+        if self._cfg.cancel_orphans_on_start:
+            orphans = [o for o in await self._open_orders() if self._cache.order(ClientOrderId(o["client_order_id"])) is None]
+            if orphans:
+                # Orders this node has no record of (a crash, another process with this key) would
+                # rest unmanaged: take them down before the strategy starts quoting.
+                self._log.warning(f"{len(orphans)} open orders on the venue that this node does not know: cancelling all")
+                await asyncio.wait_for(self._cancel_everything(), timeout=self._cfg.stop_timeout_secs)
+                self.stats.orphans_cancelled += len(orphans)
+                await self._update_balances()
+
+    def _resume_height(self) -> int | None:
+        saved = self._cache.get(self._height_key)
+        return int(saved.decode()) + 1 if saved else None
+
+    async def _settle_cached_orders(self) -> None:
+        """After a restart, every order the cache remembers as open or in flight must be open on
+        the venue, or have been closed by the blocks just replayed; anything else is closed here."""
+        cached = [o for o in self._cache.orders_open(venue=self.venue) + self._cache.orders_inflight(venue=self.venue)
+                  if o.client_order_id not in self._closed]
+        if not cached:
+            return
+        open_ids = {o["client_order_id"] for o in await self._open_orders()}
+        now = self._clock.timestamp_ns()
+        for order in cached:
+            if order.client_order_id.value in open_ids or order.client_order_id in self._closed:
+                continue
+            self._close(order.client_order_id)
+            if order.venue_order_id is None and not self._placed_seen(order.client_order_id):
+                self._log.warning(f"{order.client_order_id} never reached the venue before the restart")
+                self.generate_order_rejected(order.strategy_id, order.instrument_id, order.client_order_id,
+                                             "lost in flight across a restart", now)
+            else:
+                self._log.warning(f"{order.client_order_id} closed on the venue while this node was down")
+                self.generate_order_canceled(order.strategy_id, order.instrument_id, order.client_order_id,
+                                             order.venue_order_id, now)
+
+    def _placed_seen(self, coid: ClientOrderId) -> bool:
+        return coid in self._venue_ids
 
     async def _disconnect(self) -> None:
         """Leave nothing on the book: cancel all of our orders and wait until the chain agrees."""
@@ -153,11 +200,12 @@ class SeiExecutionClient(LiveExecutionClient):
         await self._sei.stop()
 
     async def _cancel_everything(self) -> None:
+        """Send `cancel_all` and return once the contract lists no open order of ours."""
         self._buffer = [a for a in self._buffer if a.kind != "place"]
         self._buffer.append(_Action("cancel_all", {"cancel_all": {}}))
         while True:
             if not self._buffer and not self._inflight and not await self._open_orders():
-                self._log.info("stop: no open orders left on the venue")
+                self._log.info("no open orders of ours left on the venue")
                 return
             if self._buffer and self._flush_task is None:
                 self._schedule_flush()
@@ -332,6 +380,7 @@ class SeiExecutionClient(LiveExecutionClient):
                 elif event.get("owner") == self.owner:
                     self._on_own_event(event, ts)
         self._expire_inflight(block.height)
+        self._cache.add(self._height_key, str(block.height).encode())
         if self._refresh_balances:
             self._refresh_balances = False
             self.create_task(self._update_balances(), log_msg="sei_balances")
@@ -382,6 +431,7 @@ class SeiExecutionClient(LiveExecutionClient):
         venue_order_id = VenueOrderId(event.get("order_id") or "0")
         kind = event.type
         if kind == "wasm-placed":
+            self._venue_ids[coid] = venue_order_id
             if not self._is_closed(coid) and order.status != OrderStatus.ACCEPTED:
                 self.generate_order_accepted(order.strategy_id, order.instrument_id, coid, venue_order_id, ts)
         elif kind == "wasm-filled":
@@ -480,7 +530,8 @@ class SeiExecutionClient(LiveExecutionClient):
         return {
             "txs": s.txs, "txs_failed": s.txs_failed, "txs_expired": s.txs_expired,
             "txs_refused": s.tx_rejected_checktx, "places": s.places, "cancels": s.cancels, "fills": s.fills,
-            "rejects": s.rejects, "cancel_rejects": s.cancel_rejects, "inflight": len(self._inflight),
+            "rejects": s.rejects, "cancel_rejects": s.cancel_rejects, "orphans_cancelled": s.orphans_cancelled,
+            "inflight": len(self._inflight),
             "tick_to_tx_ms_p50": pick(0.50), "tick_to_tx_ms_p99": pick(0.99), "tick_to_tx_samples": len(lat),
             **self._sei.transport.stats(),
         }

@@ -60,7 +60,9 @@ class VenueTransport(ABC):
     latest_height: int
 
     @abstractmethod
-    async def connect(self) -> None: ...
+    async def connect(self, from_height: int | None = None) -> None:
+        """Connect; blocks stream from `from_height` (backfilled up to the latest first) or, if
+        None, from the next block."""
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -124,7 +126,7 @@ class CosmosTransport(VenueTransport):
         self.fee_denom = fee_denom
         self.max_sequence_retries = max_sequence_retries
 
-    async def connect(self) -> None:
+    async def connect(self, from_height: int | None = None) -> None:
         await self.rpc.connect()
         status = await self.rpc.call("status", {})
         try:
@@ -136,7 +138,7 @@ class CosmosTransport(VenueTransport):
             raise VenueError(f"node is on chain {self.chain_id!r}, config says {self._expected_chain_id!r}")
         if self._signer is not None:
             await self.resync()
-        await self.feed.start()
+        await self.feed.start(from_height)
 
     async def close(self) -> None:
         await self.rpc.close()
@@ -230,6 +232,9 @@ class SeiVenue:
         self.last_block_ns = 0  # block time
         self.last_received_ns = 0  # local receipt time
         self.blocks_seen = 0
+        # Where a restarted node resumes (the block after the last one it processed), if it knows.
+        self.resume_height: Callable[[], int | None] = lambda: None
+        self.caught_up = asyncio.Event()  # set once the stream has reached the height seen at connect
 
     def add_listener(self, order: int, listener: BlockListener) -> None:
         self._listeners.append((order, listener))
@@ -243,8 +248,11 @@ class SeiVenue:
             self._users += 1
             if self._users > 1:
                 return
-            await self.transport.connect()
-            self.last_height = self.transport.latest_height
+            resume = self.resume_height()
+            await self.transport.connect(resume)
+            self.last_height = self.transport.latest_height if resume is None else resume - 1
+            if resume is None or resume > self.transport.latest_height:
+                self.caught_up.set()
             self._task = asyncio.get_running_loop().create_task(self._pump(), name="sei-venue-blocks")
 
     async def stop(self) -> None:
@@ -264,6 +272,8 @@ class SeiVenue:
     async def _pump(self) -> None:
         async for block in self.transport.blocks():
             self.last_height = block.height
+            if block.height >= self.transport.latest_height:
+                self.caught_up.set()
             self.last_block_ns = block.time_ns
             self.last_received_ns = block.received_ns
             self.blocks_seen += 1

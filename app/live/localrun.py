@@ -158,3 +158,29 @@ def read_back(net: LocalnetThread, replay: IndexedReplay, session_dir: Path, nod
     genesis = dict(net.config.dev_deposit)
     return LocalRun(session_dir, fills, placed, opened, balances, genesis, dict(replay.height_to_index),
                     list(replay.index_ts), node_output)
+
+
+def live_latency(config_path: str | Path, seconds: float = 30.0) -> dict:
+    """Tick-to-tx latency of the live node on the localnet: block event received -> signed tx sent.
+
+    The config's tape (from its window start) is the market and its strategy trades it live."""
+    import json
+
+    from backtests.config import load_config
+    from backtests.runner import window
+    from data.catalog import open_tape
+
+    config = load_config(config_path)
+    tape = open_tape(config.run.catalog)
+    start_ns, _ = window(config, tape)
+    net, replay = start_localnet(tape, start_ns, start_ns + int((seconds + 30) * 1e9), seed=config.run.seed)
+    with tempfile.TemporaryDirectory(prefix="flashmm-bench-") as tmp:
+        try:
+            signal = {k: v for k, v in config.to_dict()["signal"].items() if v is not None}
+            session_dir, _ = run_node(node_config(net, Path(tmp), dict(config.strategy), signal=signal), seconds)
+            metrics = json.loads((session_dir / "metrics.json").read_text())
+        finally:
+            net.stop()
+    execution = metrics.get("execution") or {}
+    keys = ("tick_to_tx_ms_p50", "tick_to_tx_ms_p99", "tick_to_tx_samples", "txs", "txs_failed", "fill_count")
+    return {k: execution.get(k, metrics.get(k)) for k in keys} | {"seconds": seconds}

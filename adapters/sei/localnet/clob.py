@@ -151,13 +151,20 @@ class _Cancel:
 
 
 @dataclass(frozen=True, slots=True)
+class _Reduce:
+    order_id: int | None
+    client_order_id: str | None
+    quantity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class _CancelAll:
     pass
 
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
-    actions: tuple[_Place | _Cancel | _CancelAll, ...]
+    actions: tuple[_Place | _Cancel | _Reduce | _CancelAll, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,12 +233,14 @@ class Clob:
             events += self._action(sender, cmd, height)
         return events
 
-    def _action(self, sender: str, action: _Place | _Cancel | _CancelAll, height: int) -> list[Event]:
+    def _action(self, sender: str, action: _Place | _Cancel | _Reduce | _CancelAll, height: int) -> list[Event]:
         """Every check raises before the first mutation: a rejected batch action has no effect."""
         if isinstance(action, _Place):
             return self._place(sender, action, height)
         if isinstance(action, _Cancel):
             return [self._cancel(self._find(sender, action), "user")]
+        if isinstance(action, _Reduce):
+            return [self._reduce(self._find(sender, action), action.quantity)]
         return [self._cancel(o, "cancel_all") for o in self._open(sender)]
 
     def _place(self, sender: str, p: _Place, height: int) -> list[Event]:
@@ -353,13 +362,31 @@ class Clob:
             ("remaining_quantity", _fmt(order.remaining)), ("expiry_height", str(order.expiry_height)),
         ])
 
+    def _reduce(self, order: _Order, quantity: Decimal) -> Event:
+        """Take `quantity` off a resting order in place: it keeps its time priority."""
+        lots = _EXACT.divide(quantity, self.market.lot_size)
+        if quantity <= 0 or lots != lots.to_integral_value() or quantity >= order.remaining:
+            raise ContractError(
+                "invalid_quantity", f"reduce by {_fmt(quantity)}: a positive multiple of the lot below the remaining {_fmt(order.remaining)}"
+            )
+        denom, before = self._reserve(order.side, order.price, order.remaining)
+        order.remaining = _EXACT.subtract(order.remaining, quantity)
+        _, after = self._reserve(order.side, order.price, order.remaining)
+        self._add(self._s.locked, order.owner, denom, after - before)
+        self._add(self._s.free, order.owner, denom, before - after)
+        return _event("reduced", [
+            ("order_id", str(order.order_id)), ("client_order_id", order.client_order_id),
+            ("owner", order.owner), ("side", order.side), ("price", _fmt(order.price)),
+            ("quantity", _fmt(quantity)), ("remaining_quantity", _fmt(order.remaining)),
+        ])
+
     def _release(self, order: _Order) -> None:
         del self._s.orders[order.order_id]
         denom, amount = self._reserve(order.side, order.price, order.remaining)
         self._add(self._s.locked, order.owner, denom, -amount)
         self._add(self._s.free, order.owner, denom, amount)
 
-    def _find(self, sender: str, c: _Cancel) -> _Order:
+    def _find(self, sender: str, c: _Cancel | _Reduce) -> _Order:
         if c.client_order_id is not None:
             _check_client_order_id(c.client_order_id)
             found = next((o for o in self._open(sender) if o.client_order_id == c.client_order_id), None)
@@ -542,7 +569,7 @@ def _parse_execute(msg: Any) -> Any:
     return _parse_action(msg)
 
 
-def _parse_action(msg: Any) -> _Place | _Cancel | _CancelAll:
+def _parse_action(msg: Any) -> _Place | _Cancel | _Reduce | _CancelAll:
     name, body = _variant(msg)
     if name == "place_order":
         _fields(body, required=("client_order_id", "side", "price", "quantity", "post_only"), optional=("expiry_height",))
@@ -563,6 +590,14 @@ def _parse_action(msg: Any) -> _Place | _Cancel | _CancelAll:
         if "order_id" in body:
             return _Cancel(_uint(body["order_id"], "order_id", _UINT64_MAX), None)
         return _Cancel(None, _str(body["client_order_id"], "client_order_id"))
+    if name == "reduce_order":
+        _fields(body, required=("quantity",), optional=("order_id", "client_order_id"))
+        if len(body) != 2:
+            raise _invalid("reduce_order: give exactly one of order_id, client_order_id")
+        quantity = _decimal(body["quantity"], "quantity")
+        if "order_id" in body:
+            return _Reduce(_uint(body["order_id"], "order_id", _UINT64_MAX), None, quantity)
+        return _Reduce(None, _str(body["client_order_id"], "client_order_id"), quantity)
     if name == "cancel_all":
         _fields(body)
         return _CancelAll()
@@ -593,12 +628,12 @@ def _event(name: str, attributes: list[tuple[str, str]]) -> Event:
     return Event(f"wasm-{name}", tuple(attributes))
 
 
-def _rejected(index: int, action: _Place | _Cancel | _CancelAll, code: str) -> Event:
+def _rejected(index: int, action: _Place | _Cancel | _Reduce | _CancelAll, code: str) -> Event:
     attrs = [("index", str(index))]
     if isinstance(action, _Place):
         attrs += [("action", "place_order"), ("code", code), ("client_order_id", action.client_order_id)]
-    elif isinstance(action, _Cancel):
-        attrs += [("action", "cancel_order"), ("code", code)]
+    elif isinstance(action, (_Cancel, _Reduce)):
+        attrs += [("action", "cancel_order" if isinstance(action, _Cancel) else "reduce_order"), ("code", code)]
         if action.client_order_id is not None:
             attrs.append(("client_order_id", action.client_order_id))
         else:

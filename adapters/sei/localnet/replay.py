@@ -14,15 +14,17 @@ Two background accounts act for the market:
   - A level that grows gets a new order for the growth at the back of the queue: the market's new
     size joins behind whoever is already queued there, FlashMM included.
   - A level that shrinks loses the maker's newest orders first (LIFO); an order only partly
-    removed is cancelled and its remainder placed again at the back, since the contract has no
-    amend. A shrink thus eats first the size queued behind a FlashMM order that joined the level,
-    and never advances it while that size lasts; without this, every refresh of a level would
-    carry FlashMM towards the front.
+    removed is trimmed in place with `reduce_order`, keeping its place. A shrink thus eats first
+    the size queued behind a FlashMM order that joined the level, and never advances it while that
+    size lasts; without this, every refresh of a level would carry FlashMM towards the front.
   - A level gone from the tape is cancelled whole.
-  - What others take from the maker (FlashMM's fills, either way) is restored at the next sync:
-    the maker's orders are read from the contract each block, and the tape's liquidity is never
-    used up. The backtest's model fills us from liquidity that crossed our order only once, so an
-    order of FlashMM's that the tape's book crosses for several blocks fills again each block here.
+  - What others take from the maker (FlashMM's fills, when the tape's book moves through a
+    FlashMM order) is used up, as the backtest's fill model has it: the maker's holdings after a
+    sync are remembered, and at the next block whatever is missing (before the tape's own trades
+    run) was taken by others. A level then holds the tape's size less what was taken, and what
+    was taken shrinks with the tape's level (it is `min(taken, tape size)`) and is forgotten when
+    the level leaves the tape; only growth of the tape's level beyond it is new liquidity. Without
+    this an order that the tape's book crosses for several blocks would fill again every block.
   - Cancels come before places, in every msg and across msgs, so a new maker order never meets a
     stale one of the maker's (the contract's self-trade rule would cancel the stale one).
     A new maker order that reaches another owner's order (FlashMM's ask below the tape's new best
@@ -115,6 +117,7 @@ class _LevelPlan:
     want: int  # the tape's size there (0: gone)
     rank: int | None  # 0 at the touch; None for a level gone from the tape
     cancels: list[str]
+    reduce: tuple[str, int] | None  # (order id, size taken off it in place)
     place: int  # size of the one order placed at the back, 0 for none
     after: int  # the maker's orders there after the sync
 
@@ -148,6 +151,8 @@ class TapeReplay:
         self._price_texts: dict[int, str] = {}  # tape price -> contract text
         self._prices: dict[str, int] = {}  # contract text -> tape price
         self._next_id = 0
+        self._expected: dict[_Level, int] = {}  # the maker's holdings right after its last sync
+        self._taken: dict[_Level, int] = {}  # tape liquidity others have used up, per level
 
     # -- the tape ------------------------------------------------------------------------------
 
@@ -214,6 +219,7 @@ class TapeReplay:
     def taker_msgs(self, block: TapeBlock, clob: Clob, height: int) -> list[dict]:
         """Execute msgs for `taker` replaying the block's trades; run them before `maker_msgs`."""
         grid = self._grid(clob.market)
+        self._note_taken(clob, height)
         trades = [t for t in block.trades if t.side is not None]
         if not trades:
             return []
@@ -257,23 +263,53 @@ class TapeReplay:
 
         plan: dict[_Level, _LevelPlan] = {}
         count = 0
+        taken: dict[_Level, int] = {}
         for is_bid, side in ((True, bids), (False, asks)):
-            for rank, (price, want) in enumerate(side):
-                queue = held.pop((is_bid, price), [])
-                plan[(is_bid, price)] = entry = _LevelPlan(queue, want, rank, *_sync(queue, want))
+            for rank, (price, size) in enumerate(side):
+                level = (is_bid, price)
+                used = min(self._taken.get(level, 0), size)
+                if used:
+                    taken[level] = used
+                want = size - used
+                queue = held.pop(level, [])
+                plan[level] = entry = _LevelPlan(queue, want, rank, *_sync(queue, want))
                 count += entry.after
+        self._taken = taken
         for level, queue in held.items():  # levels gone from the tape
-            plan[level] = _LevelPlan(queue, 0, None, [oid for oid, _ in queue], 0, 0)
+            plan[level] = _LevelPlan(queue, 0, None, [oid for oid, _ in queue], None, 0, 0)
         if count > grid.max_open_orders:
             self._fit(plan, count, grid.max_open_orders, clob, height)
 
+        self._expected = {}
+        for level, entry in plan.items():
+            gone = set(entry.cancels)
+            after = sum(q for oid, q in entry.queue if oid not in gone) + entry.place
+            after -= entry.reduce[1] if entry.reduce else 0
+            if after:
+                self._expected[level] = after
         cancels = [{"cancel_order": {"order_id": oid}} for entry in plan.values() for oid in entry.cancels]
+        cancels += [
+            {"reduce_order": {"order_id": entry.reduce[0], "quantity": self._text(entry.reduce[1], self.size_precision)}}
+            for entry in plan.values() if entry.reduce
+        ]
         places = [
             self._place("m", "buy" if is_bid else "sell", price, entry.place, grid)
             for (is_bid, price), entry in plan.items()
             if entry.place
         ]
         return self._batches(cancels + places)
+
+    def _note_taken(self, clob: Clob, height: int) -> None:
+        """Add to `_taken` what others took from the maker since its last sync (only others can:
+        the tape's trades for this block have not run yet)."""
+        if not self._expected:
+            return
+        held = self._held(clob, height)
+        for level, expected in self._expected.items():
+            missing = expected - sum(q for _, q in held.get(level, ()))
+            if missing > 0:
+                self._taken[level] = self._taken.get(level, 0) + missing
+        self._expected = {}
 
     def _held(self, clob: Clob, height: int) -> dict[_Level, list[tuple[str, int]]]:
         """The maker's open orders per level, oldest first (queue order: ascending order_id)."""
@@ -310,13 +346,13 @@ class TapeReplay:
                 return
             entry = plan[level]
             count -= entry.after - 1
-            entry.cancels, entry.place, entry.after = [oid for oid, _ in entry.queue], entry.want, 1
+            entry.cancels, entry.reduce, entry.place, entry.after = [oid for oid, _ in entry.queue], None, entry.want, 1
         for level in sorted(levels, key=lambda lv: (-plan[lv].rank, not lv[0])):
             if count <= cap:
                 return
             entry = plan[level]
             count -= entry.after
-            entry.cancels, entry.place, entry.after = [oid for oid, _ in entry.queue], 0, 0
+            entry.cancels, entry.reduce, entry.place, entry.after = [oid for oid, _ in entry.queue], None, 0, 0
 
     # -- msgs ----------------------------------------------------------------------------------
 
@@ -392,17 +428,20 @@ class TapeReplay:
         return int(head + tail.ljust(places, "0"))
 
 
-def _sync(queue: list[tuple[str, int]], want: int) -> tuple[list[str], int, int]:
-    """One level's LIFO sync: (order ids to cancel, size to place at the back, orders after)."""
+def _sync(queue: list[tuple[str, int]], want: int) -> tuple[list[str], tuple[str, int] | None, int, int]:
+    """One level's LIFO sync: (order ids to cancel, an order to reduce in place and by how much,
+    size to place at the back, orders after)."""
     have = sum(q for _, q in queue)
     if want >= have:
-        return [], want - have, len(queue) + (want > have)
+        return [], None, want - have, len(queue) + (want > have)
     cancels = []
     excess = have - want
     kept = len(queue)
     while excess > 0:
+        oid, q = queue[kept - 1]
+        if q > excess:  # the newest order left only needs trimming: it keeps its place
+            return cancels, (oid, excess), 0, kept
         kept -= 1
-        oid, q = queue[kept]
         cancels.append(oid)
         excess -= q
-    return cancels, -excess, kept + (excess < 0)
+    return cancels, None, 0, kept
