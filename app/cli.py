@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -40,22 +41,31 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         report = run_sweep_bench(args.config, points=args.points, end=args.end, catalog=args.catalog)
     else:
         report = run_bench(args.config, catalog=args.catalog, end=args.end)
+        if not args.no_live:
+            from app.live.localrun import live_latency
+
+            live = report["live_localnet"] = live_latency(args.config, seconds=args.live_seconds)
+            report["text"] += (
+                f"\nlive node on the localnet ({live['seconds']:g} s, {live['txs']} txs): tick-to-tx "
+                f"(block event received -> signed tx sent) p50 {live['tick_to_tx_ms_p50']} ms, "
+                f"p99 {live['tick_to_tx_ms_p99']} ms over {live['tick_to_tx_samples']} block-triggered txs"
+            )
     print(json.dumps(report, indent=2) if args.json else report["text"])
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from backtests.report import sweep_summary
-    from backtests.sweep import check_metric, run_sweep
+    from backtests.sweep import run_sweep
     from backtests.sweep_config import load_sweep
 
     if args.cluster and args.workers:
         raise ValueError("--workers sizes the local process pool; with --cluster the cluster's workers run the points")
     spec = load_sweep(args.config)
     metric = args.metric or spec.metric
-    check_metric(metric)
     try:
-        result = run_sweep(spec, out=args.out, workers=args.workers, cluster=args.cluster, progress=not args.quiet)
+        result = run_sweep(spec, out=args.out, workers=args.workers, cluster=args.cluster, progress=not args.quiet,
+                           metric=metric)
     except KeyboardInterrupt:
         print("\nflashmm sweep: interrupted; finished points are kept, run the same command to resume",
               file=sys.stderr)
@@ -65,15 +75,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
-    import os
-
     script = Path(__file__).resolve().parent / "streamlit_app.py"
+    runs = Path(args.runs).resolve()
     argv = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(args.port),
             "--server.address", args.address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer", "--", "--runs", str(Path(args.runs).resolve())]
-    if args.live:
-        argv += ["--live", str(Path(args.live).resolve())]
-    print(f"FlashMM app on http://{args.address}:{args.port} (runs: {Path(args.runs).resolve()})", flush=True)
+            "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer", "--", "--runs", str(runs)]
+    argv += ["--live", str(Path(args.live).resolve())]
+    print(f"FlashMM app on http://{args.address}:{args.port} (runs: {runs})", flush=True)
     os.execv(sys.executable, argv)  # the server becomes this process: stopping it stops the app
 
 
@@ -89,14 +97,48 @@ def _live_config(args: argparse.Namespace):
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
+    if args.action != "run":
+        return _live_control(args)
+    if not args.config:
+        raise ValueError("flashmm live: running a node needs --config FILE")
+    return _run_node(_live_config(args), args.duration, args.state_dir)
+
+
+def _run_node(config, duration: float | None, state_dir: str | None) -> int:
+    """What `flashmm live` and `flashmm serve` both run."""
     from app.live.node import run_live, session_summary
 
-    config = _live_config(args)
     print(f"FlashMM {config.node.mode} node on {config.sei.rpc_url} (contract {config.sei.contract}); "
           "Ctrl-C stops it after cancelling every order", flush=True)
-    session_dir = run_live(config, duration_secs=args.duration, state_dir=args.state_dir)
+    session_dir = run_live(config, duration_secs=duration, state_dir=state_dir)
     print(session_summary(session_dir))
     return 0
+
+
+def _live_control(args: argparse.Namespace) -> int:
+    from app.live.control import ControlError, send_command
+
+    state_dir = args.state_dir or (_live_config(args).node.state_dir if args.config else os.environ.get("FLASHMM_STATE_DIR"))
+    if not state_dir:
+        raise ValueError(f"flashmm live {args.action}: name the node's state dir with --state-dir DIR or --config FILE "
+                         "(or set $FLASHMM_STATE_DIR)")
+    try:
+        answer = send_command(state_dir, args.action, reason=args.reason)
+    except ControlError as exc:
+        print(f"flashmm: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(answer["status"] if args.action == "status" else answer, indent=2, default=str))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from app.live.entrypoint import config_from_env
+
+    config = config_from_env(os.environ)
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    return _run_node(config, None, None)
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -105,6 +147,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
     config = _live_config(args)
     print(f"recording {config.sei.rpc_url} (contract {config.sei.contract}) into {args.out}; Ctrl-C stops", flush=True)
     print(json.dumps(record(config, args.out, duration_secs=args.duration), indent=2))
+    return 0
+
+
+def _cmd_parity(args: argparse.Namespace) -> int:
+    from app.live.parity import render, run_parity
+
+    report = run_parity(args.config, tolerance_blocks=args.tolerance_blocks, out=args.out)
+    print(json.dumps(report, indent=2, default=str) if args.json else render(report))
     return 0
 
 
@@ -192,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sweep", action="store_true",
                        help="instead: sweep scaling, the same points with 1 and with 2 worker processes")
     bench.add_argument("--points", type=int, default=8, help="sweep points for --sweep (default 8)")
+    bench.add_argument("--no-live", action="store_true", help="skip the live node's tick-to-tx latency on the localnet")
+    bench.add_argument("--live-seconds", type=float, default=30.0, help="length of the live latency session (default 30)")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(func=_cmd_bench)
 
@@ -203,14 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--cluster", metavar="ADDRESS", help="run on a Dask distributed scheduler, e.g. tcp://host:8786")
     sw.add_argument("--out", help="sweep directory (default: the file's `out`, or <base run.out>/<name>)")
     sw.add_argument("--top", type=int, default=5, help="how many points to print (default 5)")
-    sw.add_argument("--metric", help="rank by this metric (default: the file's `metric`, or pnl_total)")
+    sw.add_argument("--metric", help="rank, and tune walk-forward folds, by this metric (default: the file's "
+                                     "`metric`, or pnl_total)")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=_cmd_sweep)
 
     app = sub.add_parser("app", help="open the Streamlit app on run dirs, sweeps and a live node",
                          description="Start the Streamlit inspection app (runs, run detail, sweeps, live node).")
     app.add_argument("--runs", default="runs", help="directory holding run dirs and sweeps (default: runs)")
-    app.add_argument("--live", help="a live node's state dir holding status.json")
+    app.add_argument("--live", default="runs/live",
+                     help="a live node's state dir, where its sessions write status.json (default: runs/live, "
+                          "the node's default)")
     app.add_argument("--port", type=int, default=8501, help="port (default 8501)")
     app.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     app.set_defaults(func=_cmd_app)
@@ -219,12 +274,27 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Run the market maker on a TradingNode with the Sei adapter. The [strategy] "
                                       "section is the same as a backtest's. Stops on SIGINT/SIGTERM after "
                                       "cancelling every order and waiting for the chain to confirm.")
-    live.add_argument("--config", required=True, help="node TOML, e.g. app/configs/live_localnet.toml")
+    live.add_argument("action", nargs="?", choices=["run", "status", "halt", "resume"], default="run",
+                      help="run (default) a node; or, against the newest node running under the state dir: print "
+                           "its status, halt it (cancel every order, trading HALTED), or resume it")
+    live.add_argument("--config", help="node TOML, e.g. app/configs/live_localnet.toml (required to run)")
     live.add_argument("--mode", choices=["paper", "live"], help="overrides node.mode")
     live.add_argument("--rpc-url", help="overrides sei.rpc_url, e.g. ws://127.0.0.1:26657/websocket")
     live.add_argument("--duration", type=float, help="stop after this many seconds (default: node.duration_secs)")
-    live.add_argument("--state-dir", help="where the session directory is written (default: node.state_dir)")
+    live.add_argument("--state-dir", help="where the session directory is written, or where status/halt/resume look "
+                                          "for the running node (default: node.state_dir; for status/halt/resume "
+                                          "without --config, $FLASHMM_STATE_DIR)")
+    live.add_argument("--reason", help="halt/resume: why, logged by the node (and the halt reason it reports)")
     live.set_defaults(func=_cmd_live)
+
+    serve = sub.add_parser("serve", help="run the node from FLASHMM_* environment variables (container, systemd)",
+                           description="Run the live node as `flashmm live` does, configured by $FLASHMM_CONFIG (the "
+                                       "base TOML) and FLASHMM_* overrides: MODE, LOG_LEVEL, STATE_DIR, REDIS_URL, "
+                                       "OPS_HOST, OPS_PORT, RPC_URL, CONTRACT, CHAIN_ID, KEY_FILE. Unknown FLASHMM_* "
+                                       "variables are refused. Used by the Dockerfile and deploy/flashmm.service.")
+    serve.add_argument("--print-config", action="store_true",
+                       help="print the resolved config as JSON and exit (no node is started)")
+    serve.set_defaults(func=_cmd_serve)
 
     rec = sub.add_parser("record", help="record the Sei market data the node sees into a catalog",
                          description="Record book deltas (one batch per block) and trades from the Sei data "
@@ -234,6 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--rpc-url", help="overrides sei.rpc_url")
     rec.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     rec.set_defaults(func=_cmd_record)
+
+    par = sub.add_parser("parity", help="backtest a tape, then trade the same tape live on the localnet; compare",
+                         description="Replay the config's tape window through an in-process localnet while "
+                                     "`flashmm live` trades it, backtest the same window, and report fill "
+                                     "agreement, PnL difference and tick-to-tx latency. Runs in real time.")
+    par.add_argument("--config", required=True, help="backtest TOML, e.g. backtests/configs/parity.toml")
+    par.add_argument("--tolerance-blocks", type=int, default=2, help="blocks a matching fill may be off (default 2)")
+    par.add_argument("--out", help="where the parity directory is written (default: run.out)")
+    par.add_argument("--json", action="store_true", help="print JSON")
+    par.set_defaults(func=_cmd_parity)
 
     fid = sub.add_parser("fidelity", help="our queue-aware fills vs hftbacktest on the same tape and rule",
                          description="Run one touch-quoting rule through FlashMM's NautilusTrader fill model "

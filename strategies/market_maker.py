@@ -107,6 +107,7 @@ class MarketMaker(Strategy):
         self.actions: deque[int] = deque()  # timestamps of submits/cancels, for the rate cap
         self.vol = RollingVol(int(config.vol_window_secs * NS))
         self.stats = {"requotes": 0, "rate_limited": 0, "stale_pulls": 0, "post_only_rejects": 0}
+        self.resumed: dict | None = None  # what an earlier run left, when the cache is persisted
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -119,6 +120,7 @@ class MarketMaker(Strategy):
             raise RuntimeError(f"instrument {self.cfg.instrument_id} is not in the cache")
         self.grid = Grid(float(self.instrument.price_increment), float(self.instrument.size_increment))
         self.base, self.quote_ccy = self.instrument.base_currency, self.instrument.quote_currency
+        self._resume()
         self.subscribe_order_book_deltas(self.cfg.instrument_id, book_type=BookType.L2_MBP)
         if self.cfg.use_signal:
             self.signal_source = ModelSignal(self.cfg)
@@ -333,6 +335,14 @@ class MarketMaker(Strategy):
         else:
             self.log.error(f"no {HALT_ENDPOINT} endpoint registered: only this strategy stops quoting")
 
+    def resume_trading(self) -> None:
+        """The operator's resume after a halt: quote again. The drawdown limit counts from the PnL
+        at the resume; `max_loss` stays absolute, so resuming beyond it halts again at once."""
+        self.halted = False
+        self.halt_reason = ""
+        self.peak_pnl = float("-inf")
+        self.dirty = True
+
     # -- order events ---------------------------------------------------------------------------
 
     def on_order_accepted(self, event: OrderAccepted) -> None:
@@ -344,6 +354,18 @@ class MarketMaker(Strategy):
             self._cancel(event.client_order_id, event.ts_event, count=False)
 
     def on_order_filled(self, event: OrderFilled) -> None:
+        qty = self._book_fill(event)
+        self.dirty = True
+        tracked = self.orders.get(event.client_order_id)
+        if tracked is not None:
+            tracked.leaves = max(tracked.leaves - qty, 0.0)
+            if self.grid.lots(tracked.leaves) == 0:
+                del self.orders[event.client_order_id]
+        if self.book is not None and (top := self._top()) is not None:
+            self._check_kill_switch(top.mid)
+
+    def _book_fill(self, event: OrderFilled) -> float:
+        """Inventory and cash from one fill; returns its quantity."""
         qty, px = float(event.last_qty), float(event.last_px)
         sign = 1.0 if event.order_side == OrderSide.BUY else -1.0
         self.inventory += sign * qty
@@ -353,14 +375,28 @@ class MarketMaker(Strategy):
             self.cash -= float(fee)
         else:  # charged in the base currency: it leaves our inventory
             self.inventory -= float(fee)
-        self.dirty = True
-        tracked = self.orders.get(event.client_order_id)
-        if tracked is not None:
-            tracked.leaves = max(tracked.leaves - qty, 0.0)
-            if self.grid.lots(tracked.leaves) == 0:
-                del self.orders[event.client_order_id]
-        if self.book is not None and (top := self._top()) is not None:
-            self._check_kill_switch(top.mid)
+        return qty
+
+    def _resume(self) -> None:
+        """Pick up where an earlier run of this strategy left off, from a persisted cache (a live
+        node restarted after a crash): its fills make the inventory and cash, and its orders still
+        working at the venue are tracked again, so they are requoted or cancelled, never orphaned."""
+        for order in self.cache.orders(strategy_id=self.id):
+            for event in order.events:
+                if isinstance(event, OrderFilled):
+                    self._book_fill(event)
+            if order.is_open or order.is_inflight:
+                side = BUY if order.side == OrderSide.BUY else SELL
+                ticks = round(float(order.price) / self.grid.tick)
+                self.orders[order.client_order_id] = WorkingOrder(
+                    side, ticks, float(order.leaves_qty), order.ts_last, state=WORKING if order.is_open else PENDING
+                )
+        if self.orders or self.inventory:
+            self.resumed = {"inventory": self.inventory, "cash": self.cash, "orders_adopted": len(self.orders)}
+            self.log.warning(
+                f"resumed from the cache: inventory {self.inventory:+.1f}, cash {self.cash:+.4f}, "
+                f"{len(self.orders)} working orders adopted"
+            )
 
     def on_order_cancel_rejected(self, event: OrderCancelRejected) -> None:
         tracked = self.orders.get(event.client_order_id)

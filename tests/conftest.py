@@ -6,6 +6,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -97,3 +99,35 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("test artifacts")
         for path in made:
             terminalreporter.write_line(str(path))
+
+
+# -- a real redis-server for the node's persisted cache ------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed (.ci/run installs Debian's redis-server)"
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "redis-server did not start"
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)

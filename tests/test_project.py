@@ -56,7 +56,9 @@ def test_imports_flow_one_way(layer):
         assert not pattern.search(path.read_text()), f"{path} imports a later layer"
 
 
-@pytest.mark.parametrize("argv", [[], ["backtest"], ["bench"], ["fidelity"], ["data"], ["data", "synth"], ["data", "import-tardis"]])
+@pytest.mark.parametrize("argv", [[], ["backtest"], ["bench"], ["fidelity"], ["data"], ["data", "synth"],
+                                  ["data", "import-tardis"], ["sweep"], ["app"], ["localnet"], ["live"], ["record"],
+                                  ["parity"], ["serve"]])
 def test_every_subcommand_has_help(argv):
     out = subprocess.run([sys.executable, "-m", "app.cli", *argv, "--help"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -27,6 +27,11 @@ class NodeSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     status_interval_secs: float = 1.0
     duration_secs: float = 0.0  # 0 = until SIGINT/SIGTERM
     seed: int = 0
+    redis_url: str = ""  # e.g. redis://127.0.0.1:6379/0: the cache persists there; "" = in memory only
+    # /health and /metrics (app/live/ops.py). Loopback by default: they are for the operator and a
+    # local scraper; 0 = a free port chosen by the OS (tests run several nodes side by side).
+    ops_host: str = "127.0.0.1"
+    ops_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
 
 
 class SeiSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

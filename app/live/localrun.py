@@ -92,11 +92,14 @@ def start_localnet(tape: Tape, start_ns: int | None, end_ns: int | None, *, seed
 
 def node_config(net: LocalnetThread, workdir: Path, strategy: dict, signal: dict | None = None,
                 mode: str = "live", paper: dict | None = None) -> Path:
-    """Write a node TOML for `net` (and the dev key file it names, mode 600) into `workdir`."""
+    """Write a node TOML for `net` (and the dev key file it names, mode 600) into `workdir`; its
+    sessions go to a fresh short directory under /tmp (`node.state_dir` in the TOML)."""
     key_file = workdir / "localnet.key"
     write_key_file(key_file, derive_key(net.config.seed, "dev"))
+    # Sessions hold the control socket, and a Unix socket path may not exceed 107 bytes.
+    state_dir = tempfile.mkdtemp(prefix="flashmm-", dir="/tmp")
     raw = {
-        "node": {"mode": mode, "state_dir": str(workdir / "sessions"), "log_level": "INFO", "status_interval_secs": 0.5},
+        "node": {"mode": mode, "state_dir": state_dir, "log_level": "INFO", "status_interval_secs": 0.5, "ops_port": 0},
         "sei": {"rpc_url": net.url, "contract": net.contract, "chain_id": net.chain_id, "key_file": str(key_file)},
         "strategy": strategy,
     }

@@ -15,16 +15,17 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from datetime import datetime, timezone
 from pathlib import Path
 
 import tomli_w
 from nautilus_trader.config import (
     CacheConfig,
+    DatabaseConfig,
     LiveDataEngineConfig,
     LiveExecEngineConfig,
     LiveRiskEngineConfig,
-    LoggingConfig,
     TradingNodeConfig,
 )
 from nautilus_trader.live.node import TradingNode
@@ -34,6 +35,9 @@ from nautilus_trader.model.identifiers import InstrumentId, TraderId
 from adapters.sei.config import SeiDataClientConfig, SeiExecClientConfig
 from adapters.sei.factories import SeiLiveDataClientFactory, SeiLiveExecClientFactory, forget_venues, shared_venue
 from app.live.config import LiveConfig
+from app.live.control import operator_handlers, persisted_halt, prepare_control_dir, record_halt, start_control_server
+from app.live.logs import AUDIT_FILE, AuditLog, AuditLogConfig, node_logging_config, register_key_secrets
+from app.live.ops import start_ops_server
 from app.live.lifecycle import run_until_stopped
 from app.live.paper import PaperExecClientConfig, PaperExecClientFactory
 from app.live.status import STATUS_FILE, StatusWriter, StatusWriterConfig, write_json_atomic
@@ -59,6 +63,7 @@ class Session:
     session_dir: Path
     started_ns: int
     signal_actor: object | None = None
+    ops_port: int | None = None
 
     @property
     def exec_client(self):
@@ -89,6 +94,22 @@ def _client_configs(config: LiveConfig):
     return data, execution, SeiLiveExecClientFactory
 
 
+def cache_config(redis_url: str) -> CacheConfig:
+    """In memory, or persisted to Redis so that orders, fills and the last processed block survive
+    a crash: a restarted node resumes from them (and replays the blocks it missed)."""
+    if not redis_url:
+        return CacheConfig()
+    url = urlsplit(redis_url)
+    if url.scheme not in ("redis", "rediss") or not url.hostname:
+        raise ValueError(f"node.redis_url {redis_url!r} must look like redis://HOST:PORT")
+    if url.path not in ("", "/", "/0"):
+        raise ValueError(f"node.redis_url {redis_url!r}: NautilusTrader's cache uses database 0 only")
+    database = DatabaseConfig(type="redis", host=url.hostname, port=url.port or 6379, username=url.username,
+                              password=url.password, ssl=url.scheme == "rediss")
+    # Writes go through at once (no buffering): what a crash loses must be as little as possible.
+    return CacheConfig(database=database, buffer_interval_ms=None, flush_on_start=False)
+
+
 def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_dir: Path) -> Session:
     strat_cfg = config.strategy_config()
     if str(strat_cfg.instrument_id) != config.sei.instrument_id:
@@ -98,8 +119,8 @@ def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_d
     node = TradingNode(
         config=TradingNodeConfig(
             trader_id=TraderId(config.node.trader_id),
-            logging=LoggingConfig(log_level=config.node.log_level, log_directory=str(session_dir), log_file_name="node"),
-            cache=CacheConfig(),
+            logging=node_logging_config(session_dir, config.node.log_level),
+            cache=cache_config(config.node.redis_url),
             data_engine=LiveDataEngineConfig(),
             risk_engine=LiveRiskEngineConfig(bypass=False),
             exec_engine=LiveExecEngineConfig(reconciliation=True),
@@ -137,7 +158,10 @@ def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_d
         path=str(session_dir / STATUS_FILE), interval_secs=config.node.status_interval_secs
     ))
     node.trader.add_actor(status)
-    register_halt_endpoint(node.kernel.msgbus, node.kernel.risk_engine)
+    node.trader.add_actor(AuditLog(AuditLogConfig(path=str(session_dir / AUDIT_FILE))))
+    # The kill switch and the operator's halt take the same path; either survives a restart.
+    register_halt_endpoint(node.kernel.msgbus, node.kernel.risk_engine,
+                           on_halt=lambda reason: record_halt(session_dir.parent, reason))
     session = Session(config, node, strategy, recorder, session_dir, time.time_ns(), signal_actor)
     status.collect = lambda: node_status(session)
     return session
@@ -162,7 +186,9 @@ def node_status(session: Session) -> dict:
         "mode": cfg.node.mode,
         "updated_at": datetime.now(timezone.utc).isoformat(),
         "uptime_s": round((now - session.started_ns) / NS, 3),
+        "ready": session.strategy.is_running,
         "connected": bool(data_client and data_client.is_connected and exec_client and exec_client.is_connected),
+        "ops_port": session.ops_port,
         "last_block_height": venue.last_height,
         "last_block_age_s": round((now - venue.last_received_ns) / NS, 3) if venue.last_received_ns else None,
         "stale": bool(getattr(data_client, "stale", False)),
@@ -176,6 +202,7 @@ def node_status(session: Session) -> dict:
         "quotes": quotes,
         "fills": len(session.recorder.fills),
         "strategy_stats": dict(strategy.stats),
+        "resumed": strategy.resumed,
         "execution": exec_client.snapshot() if hasattr(exec_client, "snapshot") else None,
         "data": {"resnapshots": getattr(data_client, "resnapshots", 0), "stale_events": getattr(data_client, "stale_events", 0),
                  "blocks_seen": venue.blocks_seen},
@@ -190,18 +217,49 @@ def run_live(config: LiveConfig, duration_secs: float | None = None, state_dir: 
     session_dir = base / f"{config.node.mode}-{stamp}-{time.time_ns() % 1_000_000:06d}"
     session_dir.mkdir(parents=True, exist_ok=False)
     (session_dir / "config.toml").write_text(tomli_w.dumps(_without_none(config.to_dict())))
+    # Before anything is built, so the key can never reach a log line, even in an error.
+    register_key_secrets(config.sei.key_env, config.sei.key_file or None)
+    sock_path, token = prepare_control_dir(session_dir)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     session = build_session(config, loop, session_dir)
     duration = config.node.duration_secs if duration_secs is None else duration_secs
     try:
-        connected = loop.run_until_complete(run_until_stopped(session.node, duration))
+        connected = loop.run_until_complete(_serve(session, duration, sock_path, token))
     finally:
         session.node.dispose()
     if not connected:
         raise NodeStartError(f"could not connect to the venue at {config.sei.rpc_url} (log: {session_dir}/node*.log)")
     _write_session(session)
     return session_dir
+
+
+async def _serve(session: Session, duration: float, sock_path: Path, token: str) -> bool:
+    """The node, with /health and /metrics and the operator's control socket beside it."""
+    config, state_dir = session.config, session.session_dir.parent
+    status = lambda: node_status(session)  # noqa: E731
+    ops = await start_ops_server(config.node.ops_host, config.node.ops_port, status)
+    control = await start_control_server(
+        sock_path, token, operator_handlers(status, session.strategy, session.node.kernel.risk_engine, state_dir)
+    )
+    session.ops_port = ops.port
+    halted = asyncio.get_running_loop().create_task(_stay_halted(session, state_dir))
+    try:
+        return await run_until_stopped(session.node, duration)
+    finally:
+        halted.cancel()
+        await control.close()
+        await ops.close()
+
+
+async def _stay_halted(session: Session, state_dir: Path) -> None:
+    """A node restarted while halted comes back halted: it must not quote until told to resume."""
+    reason = persisted_halt(state_dir)
+    if reason is None:
+        return
+    while not session.strategy.is_running:
+        await asyncio.sleep(0.05)
+    session.strategy.halt(f"still halted from before the restart: {reason}")
 
 
 def _write_session(session: Session) -> None:
