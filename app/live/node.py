@@ -34,6 +34,7 @@ from nautilus_trader.model.identifiers import InstrumentId, TraderId
 
 from adapters.sei.config import SeiDataClientConfig, SeiExecClientConfig
 from adapters.sei.factories import SeiLiveDataClientFactory, SeiLiveExecClientFactory, forget_venues, shared_venue
+from adapters.sei.venue import SeiVenue
 from app.live.config import LiveConfig
 from app.live.control import operator_handlers, persisted_halt, prepare_control_dir, record_halt, start_control_server
 from app.live.logs import AUDIT_FILE, AuditLog, AuditLogConfig, node_logging_config, register_key_secrets
@@ -62,6 +63,7 @@ class Session:
     recorder: RunRecorder
     session_dir: Path
     started_ns: int
+    venue: SeiVenue | None = None
     signal_actor: object | None = None
     ops_port: int | None = None
 
@@ -162,7 +164,8 @@ def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_d
     # The kill switch and the operator's halt take the same path; either survives a restart.
     register_halt_endpoint(node.kernel.msgbus, node.kernel.risk_engine,
                            on_halt=lambda reason: record_halt(session_dir.parent, reason))
-    session = Session(config, node, strategy, recorder, session_dir, time.time_ns(), signal_actor)
+    venue, _ = shared_venue(loop, data_cfg)
+    session = Session(config, node, strategy, recorder, session_dir, time.time_ns(), venue, signal_actor)
     status.collect = lambda: node_status(session)
     return session
 
@@ -170,7 +173,7 @@ def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_d
 def node_status(session: Session) -> dict:
     """What `status.json` holds; the app's Live page and `flashmm live status` read it."""
     strategy, cfg = session.strategy, session.config
-    venue, _ = shared_venue(session.node.kernel.loop, _client_configs(cfg)[0])
+    venue = session.venue
     now = time.time_ns()
     book = strategy.book
     mid = None
