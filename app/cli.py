@@ -47,11 +47,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             live = report["live_localnet"] = live_latency(args.config, seconds=args.live_seconds)
             report["text"] += (
                 f"\nlive node on the localnet ({live['seconds']:g} s, {live['txs']} txs): tick-to-tx "
-                f"(block event received -> signed tx sent) p50 {live['tick_to_tx_ms_p50']} ms, "
-                f"p99 {live['tick_to_tx_ms_p99']} ms over {live['tick_to_tx_samples']} block-triggered txs"
+                f"(block event received -> signed tx sent) p50 {_ms(live['tick_to_tx_ms_p50'])}, "
+                f"p99 {_ms(live['tick_to_tx_ms_p99'])} over {live['tick_to_tx_samples']} block-triggered txs"
             )
     print(json.dumps(report, indent=2) if args.json else report["text"])
     return 0
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} ms"
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:

@@ -121,6 +121,8 @@ class MarketMaker(Strategy):
         self.grid = Grid(float(self.instrument.price_increment), float(self.instrument.size_increment))
         self.base, self.quote_ccy = self.instrument.base_currency, self.instrument.quote_currency
         self._resume()
+        if self.halted:  # set before the start by a node that was halted when it went down
+            self._cancel_all(reason="halted")
         self.subscribe_order_book_deltas(self.cfg.instrument_id, book_type=BookType.L2_MBP)
         if self.cfg.use_signal:
             self.signal_source = ModelSignal(self.cfg)
@@ -381,17 +383,18 @@ class MarketMaker(Strategy):
         """Pick up where an earlier run of this strategy left off, from a persisted cache (a live
         node restarted after a crash): its fills make the inventory and cash, and its orders still
         working at the venue are tracked again, so they are requoted or cancelled, never orphaned."""
+        self.inventory, self.cash, self.orders = 0.0, 0.0, {}
         for order in self.cache.orders(strategy_id=self.id):
             for event in order.events:
                 if isinstance(event, OrderFilled):
                     self._book_fill(event)
             if order.is_open or order.is_inflight:
                 side = BUY if order.side == OrderSide.BUY else SELL
-                ticks = round(float(order.price) / self.grid.tick)
+                ticks = self.grid.ticks(float(order.price))
                 self.orders[order.client_order_id] = WorkingOrder(
                     side, ticks, float(order.leaves_qty), order.ts_last, state=WORKING if order.is_open else PENDING
                 )
-        if self.orders or self.inventory:
+        if self.cache.orders(strategy_id=self.id):
             self.resumed = {"inventory": self.inventory, "cash": self.cash, "orders_adopted": len(self.orders)}
             self.log.warning(
                 f"resumed from the cache: inventory {self.inventory:+.1f}, cash {self.cash:+.4f}, "

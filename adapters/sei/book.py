@@ -50,7 +50,6 @@ class _Known:
     side: str
     price: Decimal
     remaining: Decimal
-    expiry_height: int | None
 
 
 class BookTracker:
@@ -127,7 +126,7 @@ class BookTracker:
             side, price, qty = _side(event), Decimal(_req(event, "price")), Decimal(_req(event, "quantity"))
             order_id = _req(event, "order_id")
             expiry = event.get("expiry_height")
-            self._orders[order_id] = _Known(side, price, qty, int(expiry) if expiry else None)
+            self._orders[order_id] = _Known(side, price, qty)
             if expiry:
                 self._expiring.setdefault(int(expiry), []).append(order_id)
             self._add(side, price, qty, before)

@@ -1,7 +1,7 @@
 """Typed, frozen configs for the Sei data and execution clients (unknown fields are refused).
 
-Both clients of a node talk to one contract through one `SeiVenue`; the fields they share
-(`rpc_url`, `contract`, `chain_id`, `instrument_id`) must agree, which the factories check.
+Both clients of a node talk to one contract through one `SeiVenue`, shared by `rpc_url` and
+`contract`; the factories check that the two configs name the same `instrument_id`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ class SeiDataClientConfig(LiveDataClientConfig, frozen=True, kw_only=True, forbi
     book_depth: int = 100
     verify_every_blocks: int = 150  # compare with the contract's book this often (0 = never)
     stale_after_secs: float = 3.0
-    tx_wait_ms: float = 150.0
     instrument_provider: InstrumentProviderConfig = _provider()
 
 

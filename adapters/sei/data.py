@@ -55,6 +55,7 @@ class SeiDataClient(LiveMarketDataClient):
         self._book_wanted = False
         self._held: list[VenueBlock] = []
         self._snapshot_task: asyncio.Task | None = None
+        self._verify_task: asyncio.Task | None = None
         self._stale_task: asyncio.Task | None = None
         self.stale = False
         self.resnapshots = 0
@@ -63,8 +64,7 @@ class SeiDataClient(LiveMarketDataClient):
 
     async def _connect(self) -> None:
         self._sei.add_listener(SeiVenue.DATA, self._on_block)
-        await self._sei.start()
-        await self._provider.initialize()
+        await self._sei.start()  # loads the instrument before the first block is handed out
         instrument = self._provider.find(self._provider.instrument_id)
         if instrument is None:
             raise VenueError(f"instrument {self._provider.instrument_id} was not loaded from the contract")
@@ -74,7 +74,7 @@ class SeiDataClient(LiveMarketDataClient):
 
     async def _disconnect(self) -> None:
         self._sei.remove_listener(self._on_block)
-        for task in (self._stale_task, self._snapshot_task):
+        for task in (self._stale_task, self._snapshot_task, self._verify_task):
             if task is not None:
                 task.cancel()
         await self._sei.stop()
@@ -82,6 +82,7 @@ class SeiDataClient(LiveMarketDataClient):
     async def _subscribe_order_book_deltas(self, command: SubscribeOrderBook) -> None:
         self._require(command.instrument_id)
         self._book_wanted = True
+        self._tracker.synced = False  # hold blocks until the snapshot is in: none may be published before it
         self._resnapshot()
 
     async def _subscribe_order_book_snapshots(self, command: SubscribeOrderBook) -> None:
@@ -106,10 +107,13 @@ class SeiDataClient(LiveMarketDataClient):
 
     async def _snapshot(self) -> None:
         depth = self._cfg.book_depth
-        answer = await self._sei.transport.query({"book": {"depth": depth}})
+        self._load(await self._sei.transport.query({"book": {"depth": depth}}))
+        self._log.info(f"book snapshot at height {self._tracker.height}")
+
+    def _load(self, answer: dict) -> None:
+        """Publish a `book` answer as the whole book, then the held blocks that came after it."""
         now = self._clock.timestamp_ns()
-        deltas = self._tracker.load_snapshot(answer, depth, ts_event=self._sei.last_block_ns or now, ts_init=now)
-        self._log.info(f"book snapshot at height {self._tracker.height}: {len(deltas.deltas) - 1} levels")
+        deltas = self._tracker.load_snapshot(answer, self._cfg.book_depth, ts_event=self._sei.last_block_ns or now, ts_init=now)
         if self._book_wanted:
             self._handle_data(deltas)
         held, self._held = self._held, []
@@ -141,25 +145,26 @@ class SeiDataClient(LiveMarketDataClient):
         if self._book_wanted and data.deltas is not None:
             self._handle_data(data.deltas)
         every = self._cfg.verify_every_blocks
-        if every and block.height % every == 0 and (self._snapshot_task is None or self._snapshot_task.done()):
-            self._snapshot_task = self.create_task(self._verify(), log_msg="sei_book_verify")
+        if every and block.height % every == 0 and (self._verify_task is None or self._verify_task.done()):
+            self._verify_task = self.create_task(self._verify(), log_msg="sei_book_verify")
 
     async def _verify(self) -> None:
         """Compare the tracked book with the contract's; on any difference publish a fresh snapshot."""
-        depth = self._cfg.book_depth
-        answer = await self._sei.transport.query({"book": {"depth": depth}})
-        if int(answer.get("height", -1)) != self._tracker.height:
-            return  # a block landed in between: compare next time
-        theirs = {side: {Decimal(lv["price"]): Decimal(lv["quantity"]) for lv in answer[key]}
-                  for side, key in (("buy", "bids"), ("sell", "asks"))}
-        ours = {side: self._tracker.levels(side) for side in ("buy", "sell")}
-        if theirs != ours:
+        answer = await self._sei.transport.query({"book": {"depth": self._cfg.book_depth}})
+        if not self._tracker.synced or int(answer.get("height", -1)) != self._tracker.height or not (
+            self._snapshot_task is None or self._snapshot_task.done()
+        ):
+            return  # a block landed in between, or a re-snapshot is under way: compare next time
+        if any(self._top(side, self._tracker.levels(side), len(answer[key])) != self._top(side, _levels(answer[key]), len(answer[key]))
+               for side, key in (("buy", "bids"), ("sell", "asks"))):
             self.book_mismatches += 1
             self._log.warning(f"tracked book differs from the contract's at height {self._tracker.height}; re-snapshotting")
-            now = self._clock.timestamp_ns()
-            deltas = self._tracker.load_snapshot(answer, depth, ts_event=self._sei.last_block_ns or now, ts_init=now)
-            if self._book_wanted:
-                self._handle_data(deltas)
+            self._load(answer)
+
+    @staticmethod
+    def _top(side: str, levels: dict[Decimal, Decimal], n: int) -> list[tuple[Decimal, Decimal]]:
+        """The best `n` levels: the contract answers to the query's depth, the tracker may hold more."""
+        return sorted(levels.items(), reverse=side == "buy")[:n]
 
     async def _watch_staleness(self) -> None:
         while True:
@@ -169,3 +174,7 @@ class SeiDataClient(LiveMarketDataClient):
                 self.stale = True
                 self.stale_events += 1
                 self._log.warning(f"no block for {self._cfg.stale_after_secs}s: feed is stale")
+
+
+def _levels(rows: list[dict]) -> dict[Decimal, Decimal]:
+    return {Decimal(lv["price"]): Decimal(lv["quantity"]) for lv in rows}

@@ -54,10 +54,12 @@ from adapters.sei.config import SeiExecClientConfig
 from adapters.sei.events import Event
 from adapters.sei.feed import VenueBlock
 from adapters.sei.providers import SeiInstrumentProvider
+from adapters.sei.rpc import RpcError
 from adapters.sei.venue import CODE_SEQUENCE_MISMATCH, SeiVenue, VenueError
 
 _BLOCK_TRIGGERED_NS = 20_000_000  # a batch started this soon after a block is that block's reaction
 _CLOSED_MEMORY = 10_000
+_REPLAY_OVERLAP_BLOCKS = 5
 
 
 @dataclass(slots=True)
@@ -70,10 +72,8 @@ class _Action:
 
 @dataclass(slots=True)
 class _Inflight:
-    hash: str
     actions: list[_Action]
     timeout_height: int
-    sent_ns: int
     sequence: int
 
 
@@ -89,7 +89,7 @@ class ExecStats:
     rejects: int = 0
     cancel_rejects: int = 0
     orphans_cancelled: int = 0
-    tick_to_tx_ns: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    tick_to_tx_ns: deque = field(default_factory=lambda: deque(maxlen=5_000))  # recent txs only
 
 
 class SeiExecutionClient(LiveExecutionClient):
@@ -132,10 +132,12 @@ class SeiExecutionClient(LiveExecutionClient):
         self._refresh_balances = False
         # Orders the venue's events closed; the cache learns it only after the engine's queue runs.
         self._closed: OrderedDict[ClientOrderId, None] = OrderedDict()
-        self._venue_ids: dict[ClientOrderId, VenueOrderId] = {}  # placements seen by this process
+        self._placed_during_replay: set[ClientOrderId] = set()  # until the cached orders are settled
+        self._settled = False
         # The last block processed, kept in the cache (Redis when configured), so a restarted node
-        # replays exactly the blocks it missed.
-        self._height_key = f"flashmm.sei.{owner}.last_height"
+        # replays the blocks it missed. The events of the last few blocks may still have been in
+        # the engine's queue at a crash, so it replays from a little earlier and skips what it has.
+        self._height_key = f"flashmm.sei.{config.contract}.{owner}.last_height"
         venue.resume_height = self._resume_height
         self.stats = ExecStats()
 
@@ -144,8 +146,7 @@ class SeiExecutionClient(LiveExecutionClient):
     async def _connect(self) -> None:
         # Listen before the stream starts: a restarted node first replays the blocks it missed.
         self._sei.add_listener(SeiVenue.EXECUTION, self._on_block)
-        await self._sei.start()
-        await self._provider.initialize()
+        await self._sei.start()  # loads the instrument before the first block is handed out
         for instrument in self._provider.list_all():
             self._cache.add_instrument(instrument)
         await asyncio.wait_for(self._sei.caught_up.wait(), timeout=self._cfg.catch_up_timeout_secs)
@@ -163,22 +164,23 @@ class SeiExecutionClient(LiveExecutionClient):
 
     def _resume_height(self) -> int | None:
         saved = self._cache.get(self._height_key)
-        return int(saved.decode()) + 1 if saved else None
+        return max(1, int(saved.decode()) + 1 - _REPLAY_OVERLAP_BLOCKS) if saved else None
 
     async def _settle_cached_orders(self) -> None:
         """After a restart, every order the cache remembers as open or in flight must be open on
         the venue, or have been closed by the blocks just replayed; anything else is closed here."""
-        cached = [o for o in self._cache.orders_open(venue=self.venue) + self._cache.orders_inflight(venue=self.venue)
-                  if o.client_order_id not in self._closed]
+        cached = {o.client_order_id: o for o in self._cache.orders_open(venue=self.venue) + self._cache.orders_inflight(venue=self.venue)
+                  if o.client_order_id not in self._closed}
         if not cached:
+            self._settled = True
             return
         open_ids = {o["client_order_id"] for o in await self._open_orders()}
         now = self._clock.timestamp_ns()
-        for order in cached:
+        for order in cached.values():
             if order.client_order_id.value in open_ids or order.client_order_id in self._closed:
                 continue
             self._close(order.client_order_id)
-            if order.venue_order_id is None and not self._placed_seen(order.client_order_id):
+            if order.venue_order_id is None and order.client_order_id not in self._placed_during_replay:
                 self._log.warning(f"{order.client_order_id} never reached the venue before the restart")
                 self.generate_order_rejected(order.strategy_id, order.instrument_id, order.client_order_id,
                                              "lost in flight across a restart", now)
@@ -186,22 +188,22 @@ class SeiExecutionClient(LiveExecutionClient):
                 self._log.warning(f"{order.client_order_id} closed on the venue while this node was down")
                 self.generate_order_canceled(order.strategy_id, order.instrument_id, order.client_order_id,
                                              order.venue_order_id, now)
-
-    def _placed_seen(self, coid: ClientOrderId) -> bool:
-        return coid in self._venue_ids
+        self._settled = True
+        self._placed_during_replay.clear()
 
     async def _disconnect(self) -> None:
         """Leave nothing on the book: cancel all of our orders and wait until the chain agrees."""
         try:
             await asyncio.wait_for(self._cancel_everything(), timeout=self._cfg.stop_timeout_secs)
-        except (asyncio.TimeoutError, VenueError, ConnectionError) as exc:
+        except (asyncio.TimeoutError, VenueError, RpcError, OSError) as exc:
             self._log.error(f"stop: could not confirm that no order is left open ({exc!r})")
-        self._sei.remove_listener(self._on_block)
-        await self._sei.stop()
+        finally:
+            self._sei.remove_listener(self._on_block)
+            await self._sei.stop()
 
     async def _cancel_everything(self) -> None:
         """Send `cancel_all` and return once the contract lists no open order of ours."""
-        self._buffer = [a for a in self._buffer if a.kind != "place"]
+        self._drop_unsent_places()
         self._buffer.append(_Action("cancel_all", {"cancel_all": {}}))
         while True:
             if not self._buffer and not self._inflight and not await self._open_orders():
@@ -219,8 +221,8 @@ class SeiExecutionClient(LiveExecutionClient):
         problem = None
         if order.order_type != OrderType.LIMIT:
             problem = f"only LIMIT orders are supported, not {order.type_string()}"
-        elif order.time_in_force not in (TimeInForce.GTC, TimeInForce.GTD):
-            problem = f"time in force {order.tif_string()} is not supported (GTC only)"
+        elif order.time_in_force != TimeInForce.GTC:
+            problem = f"time in force {order.tif_string()} is not supported (GTC only; see order_expiry_blocks)"
         elif instrument is None:
             problem = f"instrument {order.instrument_id} is not loaded"
         if problem is not None:
@@ -268,14 +270,18 @@ class SeiExecutionClient(LiveExecutionClient):
             await self._cancel_order(cancel)
 
     async def _cancel_all_orders(self, command: CancelAllOrders) -> None:
-        self._buffer = [a for a in self._buffer if a.kind != "place" or not self._cancel_unsent(a)]
+        self._drop_unsent_places()
         self._queue(_Action("cancel_all", {"cancel_all": {}}))
 
-    def _cancel_unsent(self, action: _Action) -> bool:
-        order = self._cache.order(action.client_order_id)
-        if order is not None:
-            self.generate_order_canceled(order.strategy_id, order.instrument_id, order.client_order_id, None, self._clock.timestamp_ns())
-        return True
+    def _drop_unsent_places(self) -> None:
+        """Places still in the buffer never reached the venue: they are canceled here."""
+        now = self._clock.timestamp_ns()
+        for action in [a for a in self._buffer if a.kind == "place"]:
+            order = self._cache.order(action.client_order_id)
+            if order is not None and not self._is_closed(order.client_order_id):
+                self._close(order.client_order_id)
+                self.generate_order_canceled(order.strategy_id, order.instrument_id, order.client_order_id, None, now)
+        self._buffer = [a for a in self._buffer if a.kind != "place"]
 
     # -- batching -------------------------------------------------------------------------------
 
@@ -317,7 +323,8 @@ class SeiExecutionClient(LiveExecutionClient):
         timeout_height = height + self._cfg.timeout_blocks
         try:
             sub = await self._sei.transport.submit(msg, timeout_height=timeout_height, actions=len(actions))
-        except (ConnectionError, asyncio.TimeoutError, VenueError, OSError) as exc:
+        except (asyncio.TimeoutError, VenueError, RpcError, OSError) as exc:
+            # It may still have reached the node; if it lands, its orders are cancelled on sight.
             self._log.warning(f"tx not sent ({exc!r}); retrying next block")
             self._retry_or_fail(actions, f"not sent: {exc!r}")
             return
@@ -329,7 +336,7 @@ class SeiExecutionClient(LiveExecutionClient):
             self._log.warning(f"tx refused by the node: code {sub.code} ({sub.codespace}): {sub.log[:200]}")
             self._retry_or_fail(actions, f"tx refused: code {sub.code}: {sub.log[:200]}")
             return
-        self._inflight[sub.hash] = _Inflight(sub.hash, actions, timeout_height, sub.sent_ns, sub.sequence)
+        self._inflight[sub.hash] = _Inflight(actions, timeout_height, sub.sequence)
         self._log.debug(f"tx {sub.hash} seq {sub.sequence}: {len(actions)} actions, timeout height {timeout_height}")
 
     def _retry_or_fail(self, actions: list[_Action], reason: str) -> None:
@@ -370,7 +377,7 @@ class SeiExecutionClient(LiveExecutionClient):
                 self.stats.txs_failed += 1
                 self._log.warning(f"tx {tx.hash} failed in block {block.height}: code {tx.code}: {tx.log[:200]}")
                 self._retry_or_fail(mine.actions, f"tx failed: code {tx.code}: {tx.log[:200]}")
-                if tx.code == CODE_SEQUENCE_MISMATCH:
+                if tx.code == CODE_SEQUENCE_MISMATCH and tx.codespace == "sdk":
                     self.create_task(self._sei.transport.resync(), log_msg="sei_sequence_resync")
                 continue
             for event in tx.events:
@@ -431,8 +438,13 @@ class SeiExecutionClient(LiveExecutionClient):
         venue_order_id = VenueOrderId(event.get("order_id") or "0")
         kind = event.type
         if kind == "wasm-placed":
-            self._venue_ids[coid] = venue_order_id
-            if not self._is_closed(coid) and order.status != OrderStatus.ACCEPTED:
+            if not self._settled:
+                self._placed_during_replay.add(coid)
+            if coid in self._closed:
+                # Given up for lost (a send that failed late), yet it landed: it must not rest unmanaged.
+                self._log.warning(f"{coid} landed after it was given up: cancelling it")
+                self._queue(_Action("cancel", {"cancel_order": {"order_id": venue_order_id.value}}))
+            elif order.venue_order_id is None:
                 self.generate_order_accepted(order.strategy_id, order.instrument_id, coid, venue_order_id, ts)
         elif kind == "wasm-filled":
             self._on_fill(order, venue_order_id, event, ts)
@@ -452,12 +464,15 @@ class SeiExecutionClient(LiveExecutionClient):
         except (ValueError, ArithmeticError) as exc:
             self._log.error(f"unreadable fill event ({exc}): {event.attributes!r:.300}")
             return
+        trade_id = TradeId(event.get("trade_id") or "0")
+        if trade_id in order.trade_ids:
+            return  # replayed after a restart: the cache already has it
         liquidity = LiquiditySide.MAKER if event.get("liquidity") == "maker" else LiquiditySide.TAKER
         self.stats.fills += 1
         self._refresh_balances = True
         self.generate_order_filled(
             order.strategy_id, order.instrument_id, order.client_order_id, venue_order_id, None,
-            TradeId(event.get("trade_id") or "0"), order.side, OrderType.LIMIT, qty, px,
+            trade_id, order.side, OrderType.LIMIT, qty, px,
             instrument.quote_currency, fee, liquidity, ts,
         )
 

@@ -37,10 +37,10 @@ def shared_venue(
                 f"data and execution configs disagree on the instrument: {provider.instrument_id} vs {config.instrument_id}"
             )
         return found
-    tx_wait = getattr(config, "tx_wait_ms", 150.0)
-    transport = CosmosTransport(config.rpc_url, config.contract, chain_id=config.chain_id, tx_wait_ms=tx_wait)
+    transport = CosmosTransport(config.rpc_url, config.contract, chain_id=config.chain_id)
     venue = SeiVenue(transport)
     provider = SeiInstrumentProvider(venue, config.instrument_id, config.instrument_provider)
+    venue.on_connect.append(provider.initialize)
     _SHARED[key] = (venue, provider)
     return venue, provider
 

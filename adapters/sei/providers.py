@@ -42,6 +42,7 @@ class SeiInstrumentProvider(InstrumentProvider):
         self._sei = venue
         self.instrument_id = InstrumentId.from_str(instrument_id)
         self.market: dict = {}
+        self._decimals: dict[str, int] = {}  # denom -> decimals, from the market query
 
     @property
     def venue(self) -> Venue:

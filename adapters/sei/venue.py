@@ -19,7 +19,7 @@ import math
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -58,6 +58,7 @@ class VenueTransport(ABC):
     owner: str | None
     contract: str
     latest_height: int
+    resumed_from: int | None
 
     @abstractmethod
     async def connect(self, from_height: int | None = None) -> None:
@@ -105,6 +106,7 @@ class CosmosTransport(VenueTransport):
         self._expected_chain_id = chain_id
         self.chain_id: str | None = None
         self.latest_height = 0  # at connect; the block stream takes over from there
+        self.resumed_from: int | None = None
         self.gas_base = self.gas_per_action = 0
         self.gas_price = Decimal(0)
         self.fee_denom = "usei"
@@ -112,6 +114,7 @@ class CosmosTransport(VenueTransport):
         self.account_number = 0
         self.sequence = 0
         self.feed = BlockFeed(self.rpc, contract, tx_wait_ms=tx_wait_ms)
+        self._sequence_lock = asyncio.Lock()  # a resync must not land between signing and counting
         self._stats = {"txs_sent": 0, "tx_retries": 0, "sequence_resyncs": 0}
 
     def attach_signer(
@@ -136,6 +139,11 @@ class CosmosTransport(VenueTransport):
             raise VenueError(f"status answer lacks node_info.network or sync_info.latest_block_height: {str(status)[:200]}") from None
         if self._expected_chain_id and self.chain_id != self._expected_chain_id:
             raise VenueError(f"node is on chain {self.chain_id!r}, config says {self._expected_chain_id!r}")
+        if from_height is not None and from_height > self.latest_height + 1:
+            log.warning("saved height %d is ahead of the chain (%d): a new chain; starting from its next block",
+                        from_height - 1, self.latest_height)
+            from_height = None
+        self.resumed_from = from_height
         if self._signer is not None:
             await self.resync()
         await self.feed.start(from_height)
@@ -153,6 +161,10 @@ class CosmosTransport(VenueTransport):
     async def resync(self) -> None:
         if self._signer is None:
             return
+        async with self._sequence_lock:
+            await self._resync()
+
+    async def _resync(self) -> None:
         answer = await self._abci(txlib.ACCOUNT_QUERY_PATH, txlib.encode_account_request(self._signer.address))
         account = txlib.decode_account_response(answer)
         self.account_number, self.sequence = account.account_number, account.sequence
@@ -163,6 +175,10 @@ class CosmosTransport(VenueTransport):
             raise VenueError("this transport has no signing key (paper or data-only mode)")
         gas_limit = self.gas_base + self.gas_per_action * actions
         fee = math.ceil(Decimal(gas_limit) * self.gas_price)
+        async with self._sequence_lock:
+            return await self._submit(msg, timeout_height, gas_limit, fee)
+
+    async def _submit(self, msg: dict, timeout_height: int, gas_limit: int, fee: int) -> Submission:
         attempt = 0
         while True:
             raw = txlib.build_execute_tx(
@@ -181,7 +197,7 @@ class CosmosTransport(VenueTransport):
             if sub.accepted:
                 self.sequence += 1
                 return sub
-            if sub.code != CODE_SEQUENCE_MISMATCH or attempt >= self.max_sequence_retries:
+            if sub.code != CODE_SEQUENCE_MISMATCH or sub.codespace != "sdk" or attempt >= self.max_sequence_retries:
                 return sub
             attempt += 1
             self._stats["tx_retries"] += 1
@@ -190,7 +206,7 @@ class CosmosTransport(VenueTransport):
                 self.sequence = int(expected.group(1))
                 self._stats["sequence_resyncs"] += 1
             else:
-                await self.resync()
+                await self._resync()
             log.warning("sequence mismatch (%s); resent with sequence %d", sub.log[:120], self.sequence)
 
     def stats(self) -> dict[str, int]:
@@ -235,6 +251,9 @@ class SeiVenue:
         # Where a restarted node resumes (the block after the last one it processed), if it knows.
         self.resume_height: Callable[[], int | None] = lambda: None
         self.caught_up = asyncio.Event()  # set once the stream has reached the height seen at connect
+        # Run once connected, before any block is handed out (the instrument, so fills can be read).
+        self.on_connect: list[Callable[[], Awaitable[None]]] = []
+        self.failure: BaseException | None = None  # why the block stream died, if it did
 
     def add_listener(self, order: int, listener: BlockListener) -> None:
         self._listeners.append((order, listener))
@@ -248,12 +267,20 @@ class SeiVenue:
             self._users += 1
             if self._users > 1:
                 return
-            resume = self.resume_height()
-            await self.transport.connect(resume)
+            try:
+                await self.transport.connect(self.resume_height())
+                for prepare in self.on_connect:
+                    await prepare()
+            except BaseException:
+                self._users -= 1
+                await self.transport.close()
+                raise
+            resume = self.transport.resumed_from
             self.last_height = self.transport.latest_height if resume is None else resume - 1
             if resume is None or resume > self.transport.latest_height:
                 self.caught_up.set()
             self._task = asyncio.get_running_loop().create_task(self._pump(), name="sei-venue-blocks")
+            self._task.add_done_callback(self._pump_ended)
 
     async def stop(self) -> None:
         async with self._lock:
@@ -268,6 +295,12 @@ class SeiVenue:
                     pass
                 self._task = None
             await self.transport.close()
+
+    def _pump_ended(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        self.failure = task.exception() or VenueError("the block stream ended")
+        log.error("the block stream stopped: %r; this node no longer sees the venue", self.failure)
 
     async def _pump(self) -> None:
         async for block in self.transport.blocks():

@@ -34,6 +34,7 @@ from pathlib import Path
 from nautilus_trader.model.enums import TradingState
 
 from app.live.logs import register_secret
+from app.live.status import write_json_atomic
 
 log = logging.getLogger("flashmm.control")
 
@@ -187,10 +188,7 @@ def record_halt(state_dir: Path, reason: str) -> None:
     """Remember a halt across restarts (pass it as `on_halt` to `register_halt_endpoint`, so the
     kill switch's halts are remembered too): a node that crashed or rebooted while halted must come
     back halted, not trading, until an operator resumes it."""
-    path = Path(state_dir) / HALT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"reason": reason}) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(Path(state_dir) / HALT_FILE, {"reason": reason})
 
 
 def persisted_halt(state_dir: Path) -> str | None:

@@ -13,18 +13,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import tomli_w
 
 from adapters.sei.events import decode_events, wasm_events
-from adapters.sei.localnet.chain import Chain, ChainConfig, account_signer
+from adapters.sei.localnet.chain import Chain, ChainConfig, account_signer, derive_key
 from adapters.sei.localnet.replay import TapeBlock, TapeReplay
 from adapters.sei.localnet.server import LocalnetThread, write_key_file
-from adapters.sei.localnet.chain import derive_key
 from data.catalog import Tape
 
 _SESSION = re.compile(r"session written to (\S+):")
@@ -74,7 +72,6 @@ class LocalRun:
     height_to_index: dict[int, int]
     index_ts: list[int]
     node_output: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def start_localnet(tape: Tape, start_ns: int | None, end_ns: int | None, *, seed: int = 0,

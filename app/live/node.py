@@ -63,7 +63,8 @@ class Session:
     recorder: RunRecorder
     session_dir: Path
     started_ns: int
-    venue: SeiVenue | None = None
+    venue: SeiVenue
+    status_writer: StatusWriter
     signal_actor: object | None = None
     ops_port: int | None = None
 
@@ -165,8 +166,13 @@ def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_d
     register_halt_endpoint(node.kernel.msgbus, node.kernel.risk_engine,
                            on_halt=lambda reason: record_halt(session_dir.parent, reason))
     venue, _ = shared_venue(loop, data_cfg)
-    session = Session(config, node, strategy, recorder, session_dir, time.time_ns(), venue, signal_actor)
+    session = Session(config, node, strategy, recorder, session_dir, time.time_ns(), venue, status, signal_actor)
     status.collect = lambda: node_status(session)
+    reason = persisted_halt(session_dir.parent)
+    if reason is not None:
+        # Halted before the restart and never resumed: halted from the first block, not after it.
+        strategy.halted, strategy.halt_reason = True, f"still halted from before the restart: {reason}"
+        node.kernel.risk_engine.set_trading_state(TradingState.HALTED)
     return session
 
 
@@ -190,7 +196,8 @@ def node_status(session: Session) -> dict:
         "updated_at": datetime.now(timezone.utc).isoformat(),
         "uptime_s": round((now - session.started_ns) / NS, 3),
         "ready": session.strategy.is_running,
-        "connected": bool(data_client and data_client.is_connected and exec_client and exec_client.is_connected),
+        "connected": bool(data_client and data_client.is_connected and exec_client and exec_client.is_connected
+                          and venue.failure is None),
         "ops_port": session.ops_port,
         "last_block_height": venue.last_height,
         "last_block_age_s": round((now - venue.last_received_ns) / NS, 3) if venue.last_received_ns else None,
@@ -231,6 +238,7 @@ def run_live(config: LiveConfig, duration_secs: float | None = None, state_dir: 
         connected = loop.run_until_complete(_serve(session, duration, sock_path, token))
     finally:
         session.node.dispose()
+        loop.close()
     if not connected:
         raise NodeStartError(f"could not connect to the venue at {config.sei.rpc_url} (log: {session_dir}/node*.log)")
     _write_session(session)
@@ -240,29 +248,17 @@ def run_live(config: LiveConfig, duration_secs: float | None = None, state_dir: 
 async def _serve(session: Session, duration: float, sock_path: Path, token: str) -> bool:
     """The node, with /health and /metrics and the operator's control socket beside it."""
     config, state_dir = session.config, session.session_dir.parent
-    status = lambda: node_status(session)  # noqa: E731
+    status = session.status_writer.collect
     ops = await start_ops_server(config.node.ops_host, config.node.ops_port, status)
     control = await start_control_server(
         sock_path, token, operator_handlers(status, session.strategy, session.node.kernel.risk_engine, state_dir)
     )
     session.ops_port = ops.port
-    halted = asyncio.get_running_loop().create_task(_stay_halted(session, state_dir))
     try:
         return await run_until_stopped(session.node, duration)
     finally:
-        halted.cancel()
         await control.close()
         await ops.close()
-
-
-async def _stay_halted(session: Session, state_dir: Path) -> None:
-    """A node restarted while halted comes back halted: it must not quote until told to resume."""
-    reason = persisted_halt(state_dir)
-    if reason is None:
-        return
-    while not session.strategy.is_running:
-        await asyncio.sleep(0.05)
-    session.strategy.halt(f"still halted from before the restart: {reason}")
 
 
 def _write_session(session: Session) -> None:

@@ -48,7 +48,10 @@ def run_parity(config_path: str | Path, *, tolerance_blocks: int = 2, out: str |
         net.stop()
     if not live.placed:
         raise RuntimeError(f"the live node placed no order; see {session_dir}")
-    first_index = live.height_to_index[min(h for h, _ in live.placed)]
+    first_height = min(h for h, _ in live.placed)
+    if first_height not in live.height_to_index:
+        raise RuntimeError(f"the live node's first order landed after the tape window ended; see {session_dir}")
+    first_index = live.height_to_index[first_height]
     # The backtest starts one block before the live node's first order landed: it quotes on that
     # block's book and its orders arrive, one block of latency later, where the live ones did.
     bt_start = live.index_ts[max(first_index - 1, 0)]

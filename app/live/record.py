@@ -83,6 +83,7 @@ def record(config: LiveConfig, out: str | Path, duration_secs: float | None = No
             raise RuntimeError(f"could not connect to {sei.rpc_url}")
     finally:
         node.dispose()
+        loop.close()
     instrument = node.kernel.cache.instrument(InstrumentId.from_str(sei.instrument_id))
     if instrument is None or not recorder.deltas:
         raise RuntimeError(f"nothing recorded from {sei.rpc_url}: no instrument or no book data arrived")

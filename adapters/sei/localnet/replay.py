@@ -29,7 +29,7 @@ Two background accounts act for the market:
     stale one of the maker's (the contract's self-trade rule would cancel the stale one).
     A new maker order that reaches another owner's order (FlashMM's ask below the tape's new best
     bid) trades with it, as the market would have: the book crossed it. The maker's level then
-    holds only the rest until the next block's sync tops it up.
+    holds only the rest, as the rule above has it.
   - A crossed or locked tape book (bad data) cannot be held by one account without self-trading:
     the maker then leaves out the overlap, every bid at or above the best ask and every ask at or
     below the best bid.
