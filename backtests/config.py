@@ -65,8 +65,9 @@ class BacktestConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
         return msgspec.to_builtins(self)
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BacktestConfig:
-    """Read and validate a TOML config; `overrides` maps "section.key" to a value."""
+def read_toml(path: str | Path, overrides: dict[str, Any] | None, paths: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """A config file's tables with `overrides` ("section.key" -> value) applied and the `paths`
+    ((section, key) pairs) resolved against the file's directory (after `~` expansion)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -77,18 +78,30 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ba
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         raw.setdefault(section, {})[key] = value
-    for section, key in (("run", "catalog"), ("signal", "model")):
+    for section, key in paths:
         value = raw.get(section, {}).get(key)
-        if value and not Path(value).is_absolute():
-            raw[section][key] = str((path.parent / value).resolve())
+        if value:
+            p = Path(value).expanduser()
+            raw[section][key] = str(p if p.is_absolute() else (path.parent / p).resolve())
+    return raw
+
+
+def convert(raw: dict[str, Any], cls: type, source: str):
+    """`raw` as the typed config `cls`, with an error that names the file and the bad key."""
+    try:
+        return msgspec.convert(raw, cls)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {friendly_error(str(exc))}") from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BacktestConfig:
+    """Read and validate a TOML config; `overrides` maps "section.key" to a value."""
+    raw = read_toml(path, overrides, (("run", "catalog"), ("signal", "model")))
     return parse_config(raw, source=str(path))
 
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> BacktestConfig:
-    try:
-        config = msgspec.convert(raw, BacktestConfig)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {friendly_error(str(exc))}") from None
+    config = convert(raw, BacktestConfig, source)
     config.strategy_config()  # validate now, not halfway through a run
     if not config.run.catalog:
         raise ConfigError(f"{source}: run.catalog is required (or pass --catalog)")

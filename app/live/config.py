@@ -8,15 +8,14 @@ file: `[sei] key_file` names a mode-600 file, or `key_env` an environment variab
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from backtests.config import SignalSection, VenueSection
+from backtests.config import SignalSection, VenueSection, convert, read_toml
 from data.instrument import SEI_USDC_ID
-from strategies.config import ConfigError, MarketMakerConfig, friendly_error, parse_strategy_config
+from strategies.config import ConfigError, MarketMakerConfig, parse_strategy_config
 
 
 class NodeSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -67,25 +66,8 @@ class LiveConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
 
 
 def load_live_config(path: str | Path, overrides: dict[str, Any] | None = None) -> LiveConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.partition(".")
-        raw.setdefault(section, {})[key] = value
-    for section, key in (("signal", "model"), ("sei", "key_file")):
-        value = raw.get(section, {}).get(key)
-        if value:
-            p = Path(value).expanduser()
-            raw[section][key] = str(p if p.is_absolute() else (path.parent / p).resolve())
-    try:
-        config = msgspec.convert(raw, LiveConfig)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"{path}: {friendly_error(str(exc))}") from None
+    raw = read_toml(path, overrides, (("signal", "model"), ("sei", "key_file")))
+    config = convert(raw, LiveConfig, str(path))
     config.strategy_config()
     if not config.sei.contract:
         raise ConfigError(f"{path}: sei.contract is required (the CLOB contract's address; `flashmm localnet` prints it)")
