@@ -94,9 +94,9 @@ def tx_hash(raw: bytes) -> str:
 
 
 def decode_tx(raw: bytes) -> DecodedTx:
-    tx = _parse(TxRaw, raw, "TxRaw")
-    body = _parse(TxBody, tx.body_bytes, "TxBody")
-    auth = _parse(AuthInfo, tx.auth_info_bytes, "AuthInfo")
+    tx = parse_proto(TxRaw, raw, "TxRaw")
+    body = parse_proto(TxBody, tx.body_bytes, "TxBody")
+    auth = parse_proto(AuthInfo, tx.auth_info_bytes, "AuthInfo")
     if not body.messages:
         raise TxDecodeError("tx body has no messages (empty or missing body)")
     if not auth.HasField("fee"):
@@ -115,13 +115,15 @@ def decode_tx(raw: bytes) -> DecodedTx:
     )
 
 
-def _parse(cls, data: bytes, what: str):
+def parse_proto(cls, data: bytes, what: str, error: type[ValueError] = TxDecodeError):
+    """`data` as protobuf message `cls`; undecodable bytes raise `error` naming `what`."""
     message = cls()
     try:
         message.ParseFromString(data)
     except DecodeError as exc:
-        raise TxDecodeError(f"{what}: not valid protobuf ({exc})") from None
+        raise error(f"{what}: not valid protobuf ({exc})") from None
     return message
+
 
 
 def _coins(coins, where: str) -> tuple[Coin, ...]:
@@ -136,7 +138,7 @@ def _coins(coins, where: str) -> tuple[Coin, ...]:
 def _message(index: int, any_msg) -> Message:
     if any_msg.type_url != WASM_EXECUTE_TYPE_URL:
         return Message(any_msg.type_url, None, None, None, (), any_msg.value)
-    execute = _parse(MsgExecuteContract, any_msg.value, f"message {index} (MsgExecuteContract)")
+    execute = parse_proto(MsgExecuteContract, any_msg.value, f"message {index} (MsgExecuteContract)")
     return Message(
         type_url=any_msg.type_url,
         sender=execute.sender,
@@ -166,7 +168,7 @@ def _signer(info) -> SignerInfo:
         pubkey_type = info.public_key.type_url
         pubkey_bytes = info.public_key.value
         if pubkey_type == SECP256K1_PUBKEY_TYPE_URL:
-            pubkey_bytes = _parse(Secp256k1PubKey, pubkey_bytes, "secp256k1 PubKey").key
+            pubkey_bytes = parse_proto(Secp256k1PubKey, pubkey_bytes, "secp256k1 PubKey").key
     return SignerInfo(pubkey_type, pubkey_bytes, info.sequence, _sign_mode(info.mode_info))
 
 

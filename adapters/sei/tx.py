@@ -42,7 +42,7 @@ from cosmpy.protos.cosmwasm.wasm.v1.tx_pb2 import MsgExecuteContract
 from google.protobuf.any_pb2 import Any as AnyProto
 from google.protobuf.message import DecodeError
 
-from adapters.sei.codec import SECP256K1_PUBKEY_TYPE_URL, WASM_EXECUTE_TYPE_URL
+from adapters.sei.codec import SECP256K1_PUBKEY_TYPE_URL, WASM_EXECUTE_TYPE_URL, parse_proto
 from adapters.sei.keys import SEI_PREFIX, Signer
 
 FEE_DENOM = "usei"
@@ -253,9 +253,4 @@ def decode_balance_response(data: bytes) -> tuple[str, int]:
 
 
 def _parse(cls, data: bytes, what: str):
-    message = cls()
-    try:
-        message.ParseFromString(data)
-    except DecodeError as exc:
-        raise PayloadDecodeError(f"{what}: not valid protobuf ({exc})") from None
-    return message
+    return parse_proto(cls, data, what, PayloadDecodeError)

@@ -65,6 +65,11 @@ class LiveConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
         return msgspec.to_builtins(self)
 
 
+def without_none(d: dict) -> dict:
+    """A config dict as TOML can hold it: TOML has no null, so unset optionals are left out."""
+    return {k: without_none(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
+
+
 def load_live_config(path: str | Path, overrides: dict[str, Any] | None = None) -> LiveConfig:
     raw = read_toml(path, overrides, (("signal", "model"), ("sei", "key_file")))
     config = convert(raw, LiveConfig, str(path))

@@ -23,6 +23,7 @@ from adapters.sei.events import decode_events, wasm_events
 from adapters.sei.localnet.chain import Chain, ChainConfig, account_signer, derive_key
 from adapters.sei.localnet.replay import TapeBlock, TapeReplay
 from adapters.sei.localnet.server import LocalnetThread, write_key_file
+from app.live.config import without_none
 from data.catalog import Tape
 
 _SESSION = re.compile(r"session written to (\S+):")
@@ -176,7 +177,7 @@ def live_latency(config_path: str | Path, seconds: float = 30.0) -> dict:
     net, replay = start_localnet(tape, start_ns, start_ns + int((seconds + 30) * 1e9), seed=config.run.seed)
     with tempfile.TemporaryDirectory(prefix="flashmm-bench-") as tmp:
         try:
-            signal = {k: v for k, v in config.to_dict()["signal"].items() if v is not None}
+            signal = without_none(config.to_dict()["signal"])
             session_dir, _ = run_node(node_config(net, Path(tmp), dict(config.strategy), signal=signal), seconds)
             metrics = json.loads((session_dir / "metrics.json").read_text())
         finally:

@@ -35,7 +35,7 @@ from nautilus_trader.model.identifiers import InstrumentId, TraderId
 from adapters.sei.config import SeiDataClientConfig, SeiExecClientConfig
 from adapters.sei.factories import SeiLiveDataClientFactory, SeiLiveExecClientFactory, forget_venues, shared_venue
 from adapters.sei.venue import SeiVenue
-from app.live.config import LiveConfig
+from app.live.config import LiveConfig, without_none
 from app.live.control import operator_handlers, persisted_halt, prepare_control_dir, record_halt, start_control_server
 from app.live.logs import AUDIT_FILE, AuditLog, AuditLogConfig, node_logging_config, register_key_secrets
 from app.live.ops import start_ops_server
@@ -226,7 +226,7 @@ def run_live(config: LiveConfig, duration_secs: float | None = None, state_dir: 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     session_dir = base / f"{config.node.mode}-{stamp}-{time.time_ns() % 1_000_000:06d}"
     session_dir.mkdir(parents=True, exist_ok=False)
-    (session_dir / "config.toml").write_text(tomli_w.dumps(_without_none(config.to_dict())))
+    (session_dir / "config.toml").write_text(tomli_w.dumps(without_none(config.to_dict())))
     # Before anything is built, so the key can never reach a log line, even in an error.
     register_key_secrets(config.sei.key_env, config.sei.key_file or None)
     sock_path, token = prepare_control_dir(session_dir)
@@ -287,8 +287,6 @@ def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / NS, tz=timezone.utc).isoformat()
 
 
-def _without_none(d: dict) -> dict:
-    return {k: _without_none(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
 
 
 def session_summary(session_dir: Path) -> str:

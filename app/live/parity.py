@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from app.live.config import without_none
 from app.live.localrun import node_config, read_back, run_node, start_localnet
 from backtests.config import load_config, parse_config
 from backtests.runner import run_backtest, window
@@ -40,7 +41,7 @@ def run_parity(config_path: str | Path, *, tolerance_blocks: int = 2, out: str |
                                  maker_fee=str(venue.maker_fee), taker_fee=str(venue.taker_fee))
     wall0 = time.monotonic()
     try:
-        signal = {k: v for k, v in config.to_dict()["signal"].items() if v is not None}
+        signal = without_none(config.to_dict()["signal"])
         node_toml = node_config(net, workdir, dict(config.strategy), signal=signal)
         session_dir, output = run_node(node_toml, duration_s=(end_ns - start_ns) / NS + 3)
         live = read_back(net, replay, session_dir, output)
@@ -58,7 +59,7 @@ def run_parity(config_path: str | Path, *, tolerance_blocks: int = 2, out: str |
     raw = config.to_dict()
     raw["run"] = {**raw["run"], "start": pd.Timestamp(bt_start, unit="ns", tz="UTC").isoformat(),
                   "end": pd.Timestamp(end_ns, unit="ns", tz="UTC").isoformat()}
-    raw = {s: {k: v for k, v in d.items() if v is not None} for s, d in raw.items()}
+    raw = without_none(raw)
     backtest = run_backtest(parse_config(raw, source=str(config_path)), out=workdir / "backtest")
 
     bt_fills = [(int(side), Decimal(str(price)), _index(live.index_ts, int(ts)), Decimal(str(qty)))
