@@ -149,6 +149,7 @@ def test_container_entry_point_starts_the_node_from_the_environment_compose_give
     compose = compose_environment()
     assert {"FLASHMM_CONFIG", "FLASHMM_STATE_DIR", "FLASHMM_KEY_FILE", "FLASHMM_REDIS_URL"} <= set(compose)
     net, _ = start_localnet(tape, None, None)
+    proc = None
     try:
         config = node_config(net, tmp_path, {})  # for its key file and short state dir
         node = tomllib.loads(config.read_text())
@@ -164,8 +165,9 @@ def test_container_entry_point_starts_the_node_from_the_environment_compose_give
             "FLASHMM_RPC_URL": net.url, "FLASHMM_CONTRACT": net.contract, "FLASHMM_CHAIN_ID": net.chain_id,
             "FLASHMM_MODE": "live", "FLASHMM_OPS_HOST": "127.0.0.1", "FLASHMM_OPS_PORT": str(ops_port),
         })
+        log = (tmp_path / "serve.log").open("w")  # a file, not a pipe nobody reads until the end
         proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                stdout=log, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -180,9 +182,14 @@ def test_container_entry_point_starts_the_node_from_the_environment_compose_give
         assert health["mode"] == "live" and health["connected"]
         time.sleep(3)
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        log.close()
+        output = (tmp_path / "serve.log").read_text()
         left = net.call(lambda c: c.clob.query({"open_orders": {"owner": c.dev.address}}, c.height)["orders"])
     finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
         net.stop()
     assert proc.returncode == 0, output[-3000:]
     assert left == []

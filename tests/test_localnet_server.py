@@ -59,8 +59,10 @@ class Client:
         assert "result" in response, response
         return response["result"]
 
-    def _response(self, wanted) -> dict:
+    def _response(self, wanted, timeout: float = 10.0) -> dict:
+        deadline = time.monotonic() + timeout  # pushes keep coming, so recv alone would never time out
         while True:
+            assert time.monotonic() < deadline, "no response"
             message = json.loads(self.ws.recv(timeout=5))
             if _is_push(message):
                 self.pushes.append(message)
@@ -155,7 +157,9 @@ def test_placed_order_arrives_in_the_next_block_push_and_in_block_results(net, c
     assert accepted["code"] == 0 and accepted["hash"] == decode_tx(raw).hash
 
     encoded = base64.b64encode(raw).decode()
+    deadline = time.monotonic() + 10
     while True:  # NewBlock pushes until the one carrying our tx
+        assert time.monotonic() < deadline, "the tx never landed in a block"
         push = client.push("blocks")
         if encoded in push["result"]["data"]["value"]["block"]["data"]["txs"]:
             break
@@ -182,12 +186,19 @@ def test_pushes_of_a_block_come_newblock_first_then_txs_in_order(net, client):
     client.call("subscribe", {"query": "tm.event='NewBlock'"}, request_id="b")
     client.call("subscribe", {"query": "tm.event='Tx'"}, request_id="t")
     sequence = account_info(net, client).sequence
-    hashes = [broadcast(client, signed(net, client, place(f"o{i}", f"0.4{i}"), sequence + i))["hash"] for i in range(3)]
-    order = []
-    while len([m for m in order if m[0] == "t"]) < 3:
+    # Hold blocks back while the three go in, so that one block carries all of them however slow
+    # this machine is; pushes that arrive while we wait for a broadcast's answer are kept in order.
+    assert net.fault(stall_ms=3000) == ["stall_ms"]
+    accepted = [broadcast(client, signed(net, client, place(f"o{i}", f"0.4{i}"), sequence + i)) for i in range(3)]
+    assert [a["code"] for a in accepted] == [0, 0, 0], accepted
+    hashes = [a["hash"] for a in accepted]
+    deadline = time.monotonic() + 10
+    while len([m for m in client.pushes if m["id"] == "t"]) < 3:
+        assert time.monotonic() < deadline, f"no tx pushes for {hashes}: {[m['id'] for m in client.pushes]}"
         message = json.loads(client.ws.recv(timeout=5))
-        if _is_push(message):
-            order.append((message["id"], message))
+        assert _is_push(message), message
+        client.pushes.append(message)
+    order = [(m["id"], m) for m in client.pushes]
     kinds = [kind for kind, _ in order]
     first_tx = kinds.index("t")
     assert kinds[first_tx - 1] == "b"  # the block carrying them was announced first
@@ -236,8 +247,9 @@ def test_drop_connections_closes_every_socket_and_the_server_lives_on(net, clien
     response = client.call("flashmm_fault", {"drop_connections": True})
     assert response["result"] == {"applied": ["drop_connections"]}
     for c in (client, other):
+        deadline = time.monotonic() + 5
         with pytest.raises(ConnectionClosed):
-            while True:
+            while time.monotonic() < deadline:
                 c.ws.recv(timeout=5)
     fresh = Client(net.url)
     assert fresh.result("health") == {}
