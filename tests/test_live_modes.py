@@ -8,6 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from app.live.localrun import node_config, read_back, run_node, start_localnet
@@ -50,6 +51,13 @@ def test_paper_mode_simulates_fills_and_sends_nothing_to_the_chain(tmp_path, bus
     assert metrics["orders_submitted"] > 10
     assert metrics["fill_count"] > 0, output[-2000:]
     assert run.placed == [] and run.fills == []  # paper orders never reach the venue
+    # The simulated venue's counters are the ones /metrics serves: every order, fill and cancel.
+    orders = pd.read_parquet(session_dir / "orders.parquet")
+    execution = metrics["execution"]
+    assert execution["places"] == metrics["orders_submitted"] == len(orders)
+    assert execution["fills"] >= metrics["fill_count"]  # fill events; partial fills count each time
+    assert execution["cancels"] == int((orders["status"] == "CANCELED").sum()) > 0
+    assert execution["rejects"] == int((orders["status"] == "REJECTED").sum())
 
 
 def test_record_then_backtest_the_recording(tmp_path, busy):

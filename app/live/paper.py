@@ -10,6 +10,7 @@ here as in a backtest: an order sent now reaches the simulated book `latency_ms`
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 from nautilus_trader.backtest.engine import SimulatedExchange
 from nautilus_trader.backtest.execution_client import BacktestExecClient
@@ -29,6 +30,7 @@ from nautilus_trader.live.execution_client import LiveExecutionClient
 from nautilus_trader.live.factories import LiveExecClientFactory
 from nautilus_trader.model.data import OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import AccountType, BookType, OmsType
+from nautilus_trader.model.events import OrderCancelRejected, OrderFilled, OrderRejected
 from nautilus_trader.model.identifiers import ClientId, InstrumentId, Venue
 from nautilus_trader.model.objects import Money
 
@@ -65,6 +67,9 @@ class PaperExecutionClient(LiveExecutionClient):
         self._client: BacktestExecClient | None = None
         # NautilusTrader's builder hands a portfolio only to its own sandbox factory; the node sets it.
         self.portfolio = None
+        # The live client's counters that mean something without a chain, so /metrics and
+        # metrics.json carry places, cancels, fills and rejects in paper mode too.
+        self.stats: Counter[str] = Counter()
 
     async def _connect(self) -> None:
         # The instrument comes from the contract through the data client.
@@ -100,6 +105,7 @@ class PaperExecutionClient(LiveExecutionClient):
         topic = f"{instrument.id.venue}.{instrument.id.symbol}"
         self._msgbus.subscribe(f"data.book.deltas.{topic}", handler=self._on_data)
         self._msgbus.subscribe(f"data.trades.{topic}", handler=self._on_data)
+        self._msgbus.subscribe("events.order.*", handler=self._on_order_event)
 
     async def _disconnect(self) -> None:
         return None
@@ -112,27 +118,46 @@ class PaperExecutionClient(LiveExecutionClient):
             self.exchange.process_trade_tick(data)
         self.exchange.process(self.sim_clock.timestamp_ns())
 
+    def _on_order_event(self, event) -> None:
+        if event.instrument_id != self.instrument_id:
+            return
+        if isinstance(event, OrderFilled):
+            self.stats["fills"] += 1
+        elif isinstance(event, OrderRejected):
+            self.stats["rejects"] += 1
+        elif isinstance(event, OrderCancelRejected):
+            self.stats["cancel_rejects"] += 1
+
+    def snapshot(self) -> dict:
+        """The same keys as the Sei client's snapshot, for those a simulated venue has."""
+        return {key: self.stats[key] for key in ("places", "cancels", "fills", "rejects", "cancel_rejects")}
+
     def _command(self, send, command) -> None:
         self.sim_clock.set_time(max(self.sim_clock.timestamp_ns(), self._clock.timestamp_ns()))
         send(command)
         self.exchange.process(self.sim_clock.timestamp_ns())
 
     def submit_order(self, command) -> None:
+        self.stats["places"] += 1
         self._command(self._client.submit_order, command)
 
     def submit_order_list(self, command) -> None:
+        self.stats["places"] += len(command.order_list.orders)
         self._command(self._client.submit_order_list, command)
 
     def modify_order(self, command) -> None:
         self._command(self._client.modify_order, command)
 
     def cancel_order(self, command) -> None:
+        self.stats["cancels"] += 1
         self._command(self._client.cancel_order, command)
 
     def cancel_all_orders(self, command) -> None:
+        self.stats["cancels"] += len(self._cache.orders_open(instrument_id=command.instrument_id))
         self._command(self._client.cancel_all_orders, command)
 
     def batch_cancel_orders(self, command) -> None:
+        self.stats["cancels"] += len(command.cancels)
         self._command(self._client.batch_cancel_orders, command)
 
     async def generate_order_status_report(self, command: GenerateOrderStatusReport) -> OrderStatusReport | None:
