@@ -29,7 +29,7 @@ from backtests.fills.module import QueueFillModel, QueueFillModule
 from backtests.fills.queue_models import make_queue_model
 from backtests.metrics import FILL_COLUMNS, QUOTE_COLUMNS, TOB_COLUMNS, Analytics, Limits, compute
 from backtests.recorder import RecorderConfig, RunRecorder
-from data.catalog import Tape, open_tape, parse_time
+from data.catalog import Tape, iso_utc, open_tape, parse_time
 from data.instrument import currency_pair
 from models.signal_data import SIGNAL_COLUMNS
 from strategies.control import register_halt_endpoint
@@ -110,7 +110,7 @@ def run_backtest(
         "halt_reason": strategy.halt_reason,
         "orders_submitted": int(len(orders)),
         "strategy_stats": dict(strategy.stats),
-        "window": {"start": _iso(start_ns), "end": _iso(end_ns)},
+        "window": {"start": iso_utc(start_ns), "end": iso_utc(end_ns)},
         "synthetic_data": bool(tape.meta.get("synthetic", False)),
     })
     engine.dispose()
@@ -180,7 +180,7 @@ def window(config: BacktestConfig, tape: Tape) -> tuple[int, int]:
     start_ns = parse_time(config.run.start, tape, "run.start") or tape.start_ns
     end_ns = parse_time(config.run.end, tape, "run.end") or tape.end_ns
     if end_ns <= start_ns:
-        raise ValueError(f"run window is empty: start {_iso(start_ns)} is not before end {_iso(end_ns)}")
+        raise ValueError(f"run window is empty: start {iso_utc(start_ns)} is not before end {iso_utc(end_ns)}")
     return start_ns, end_ns
 
 
@@ -239,10 +239,6 @@ def orders_frame(cache, strategy_id) -> pd.DataFrame:
     columns = ["client_order_id", "venue_order_id", "side", "price", "quantity", "filled_qty", "avg_px",
                "status", "post_only", "ts_init", "ts_last"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def _iso(ns: int) -> str:
-    return pd.Timestamp(ns, unit="ns", tz="UTC").isoformat()
 
 
 def _write_run(config: BacktestConfig, out, metrics, analytics: Analytics, orders, quotes, signals) -> Path:

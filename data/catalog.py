@@ -241,3 +241,8 @@ def parse_time(value: str | int | None, tape: Tape, name: str) -> int | None:
         return int((ts.tz_localize("UTC") if ts.tzinfo is None else ts).value)
     except (ValueError, TypeError) as exc:
         raise CatalogError(f"{name} = {value!r} is neither an ISO time nor an offset like '+30min'") from exc
+
+
+def iso_utc(ns: int) -> str:
+    """A UNIX-nanosecond time as the ISO text run files and reports carry."""
+    return pd.Timestamp(int(ns), unit="ns", tz="UTC").isoformat()

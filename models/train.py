@@ -23,7 +23,6 @@ calibrated probabilities [N, 3] (down, flat, up) with the scaler and temperature
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import json
@@ -32,7 +31,6 @@ import os
 import platform
 import re
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -46,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data.catalog import open_tape, parse_time
+from data.catalog import iso_utc, open_tape, parse_time
 from models import metrics
 from models.fallback import fallback_probs
 from models.features import FEATURE_NAMES, offline_features
@@ -227,7 +225,7 @@ def _walk_forward(frame, bounds, folds, horizon_blocks, threshold_bps, hidden, e
             probs = model(torch.from_numpy(w["test"]["x"].astype(np.float32))).double().numpy()
         y = w["test"]["y"]
         results.append({
-            "fold": i + 1, "fit_until": _iso(cuts[i]), "test": [_iso(cuts[i]), _iso(cuts[i + 1])], "labelled": int(len(y)),
+            "fold": i + 1, "fit_until": iso_utc(cuts[i]), "test": [iso_utc(cuts[i]), iso_utc(cuts[i + 1])], "labelled": int(len(y)),
             "mlp": metrics.evaluate(y, probs), "prior": metrics.evaluate(y, np.tile(prior, (len(y), 1))),
             "fallback": metrics.evaluate(y, fallback_probs(w["test"]["frame"])),
         })
@@ -298,10 +296,6 @@ def _logreg_probs(fit: dict, x: np.ndarray) -> np.ndarray:
 # Windows and labels
 
 
-def _iso(ns: int) -> str:
-    return pd.Timestamp(int(ns), unit="ns", tz="UTC").isoformat()
-
-
 def _labels(mid: np.ndarray, horizon_blocks: int, threshold_bps: float) -> tuple[np.ndarray, np.ndarray]:
     """(cls, move_bps)."""
     move, cls = make_labels(mid, horizon_blocks=horizon_blocks, threshold_bps=threshold_bps)
@@ -318,16 +312,16 @@ def _window_bounds(tape, train_until, valid_until, end) -> dict[str, tuple[int, 
     t_end = tape.end_ns if t_end is None else min(t_end, tape.end_ns)
     t_valid = parse_time(valid_until, tape, "valid_until")
     if t_train <= start:
-        raise ValueError(f"train_until {_iso(t_train)} is not after the tape start {_iso(start)}: the train window is empty")
+        raise ValueError(f"train_until {iso_utc(t_train)} is not after the tape start {iso_utc(start)}: the train window is empty")
     if t_valid is None:
         if t_train >= t_end:
-            raise ValueError(f"train_until {_iso(t_train)} is not before the end {_iso(t_end)}: the test window is empty")
+            raise ValueError(f"train_until {iso_utc(t_train)} is not before the end {iso_utc(t_end)}: the test window is empty")
         t_split = start + int((t_train - start) * (1 - VALID_SHARE))
         return {"train": (start, t_split, False), "valid": (t_split, t_train, False), "test": (t_train, t_end, True)}
     if t_valid <= t_train:
-        raise ValueError(f"valid_until {_iso(t_valid)} must be after train_until {_iso(t_train)}: the valid window is empty")
+        raise ValueError(f"valid_until {iso_utc(t_valid)} must be after train_until {iso_utc(t_train)}: the valid window is empty")
     if t_valid >= t_end:
-        raise ValueError(f"valid_until {_iso(t_valid)} is not before the end {_iso(t_end)}: the test window is empty")
+        raise ValueError(f"valid_until {iso_utc(t_valid)} is not before the end {iso_utc(t_end)}: the test window is empty")
     return {"train": (start, t_train, False), "valid": (t_train, t_valid, False), "test": (t_valid, t_end, True)}
 
 
@@ -352,7 +346,7 @@ def _prepare(frame: pd.DataFrame, bounds, horizon_blocks, threshold_bps) -> dict
         need = MIN_LABELLED_ROWS[name]
         if n_lab < need:
             raise ValueError(
-                f"the {name} window [{_iso(lo)}, {_iso(hi)}{']' if inclusive else ')'} has {len(idx)} blocks and "
+                f"the {name} window [{iso_utc(lo)}, {iso_utc(hi)}{']' if inclusive else ')'} has {len(idx)} blocks and "
                 f"{n_lab} labelled rows; at least {need} are needed: widen it (train_until / valid_until / end)"
             )
         rows = idx[keep]
@@ -511,7 +505,7 @@ def train(
     windows = {}
     for name in ("train", "valid", "test"):
         lo, hi = w[name]["bounds"]
-        windows[name] = {"start": _iso(lo), "end": _iso(hi), "blocks": w[name]["blocks"],
+        windows[name] = {"start": iso_utc(lo), "end": iso_utc(hi), "blocks": w[name]["blocks"],
                          "labelled": int(len(w[name]["y"])), "dropped_nonfinite": w[name]["dropped_nonfinite"]}
     scores = {
         "windows": windows,

@@ -398,7 +398,6 @@ class SeiExecutionClient(LiveExecutionClient):
         dead = [h for h, f in self._inflight.items() if f.timeout_height < height]
         if not dead:
             return
-        now = self._clock.timestamp_ns()
         for tx_hash in dead:
             flight = self._inflight.pop(tx_hash)
             self.stats.txs_expired += 1

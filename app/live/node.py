@@ -44,6 +44,7 @@ from app.live.paper import PaperExecClientConfig, PaperExecClientFactory
 from app.live.status import STATUS_FILE, StatusWriter, StatusWriterConfig, write_json_atomic
 from backtests.recorder import RecorderConfig, RunRecorder
 from backtests.runner import orders_frame, session_analytics, write_session_files
+from data.catalog import iso_utc
 from strategies.control import register_halt_endpoint
 from strategies.market_maker import MarketMaker
 
@@ -277,16 +278,10 @@ def _write_session(session: Session) -> None:
         "execution": status["execution"],
         "data": status["data"],
         "signal": status["signal"],
-        "window": {"start": _iso(session.started_ns), "end": _iso(end_ns)},
+        "window": {"start": iso_utc(session.started_ns), "end": iso_utc(end_ns)},
     })
     write_session_files(session.session_dir, metrics, analytics, orders, quotes, None)
     write_json_atomic(session.session_dir / STATUS_FILE, status)
-
-
-def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / NS, tz=timezone.utc).isoformat()
-
-
 
 
 def session_summary(session_dir: Path) -> str:

@@ -25,7 +25,7 @@ from app.live.config import without_none
 from app.live.localrun import node_config, read_back, run_node, start_localnet
 from backtests.config import load_config, parse_config
 from backtests.runner import run_backtest, window
-from data.catalog import open_tape
+from data.catalog import iso_utc, open_tape
 
 NS = 1_000_000_000
 
@@ -72,7 +72,7 @@ def run_parity(config_path: str | Path, *, tolerance_blocks: int = 2, out: str |
     bt_qty = sum(q for *_, q in bt_fills)
     report = {
         "config": str(config_path),
-        "window": {"start": _iso(start_ns), "end": _iso(end_ns), "backtest_start": _iso(bt_start),
+        "window": {"start": iso_utc(start_ns), "end": iso_utc(end_ns), "backtest_start": iso_utc(bt_start),
                    "live_first_order_block": first_index},
         "tolerance_blocks": tolerance_blocks,
         "backtest_fills": len(bt_fills),
@@ -126,10 +126,6 @@ def _match(backtest: list[tuple], live: list[tuple], tolerance: int) -> tuple[in
         matched_qty += take
     used = sum(c[2] for cs in pool.values() for c in cs)
     return matched, matched_qty, used
-
-
-def _iso(ns: int) -> str:
-    return pd.Timestamp(ns, unit="ns", tz="UTC").isoformat()
 
 
 def render(report: dict) -> str:
