@@ -80,6 +80,8 @@ def test_live_node_trades_the_localnet_and_agrees_with_the_chain(tmp_path, tape)
     execution = metrics["execution"]
     assert execution["txs_failed"] == 0 and execution["rejects"] == 0
     assert execution["tick_to_tx_samples"] > 0
+    # The strategy saw the market without its own quotes, as a backtest tape is.
+    assert metrics["data"]["book_excludes"] == net.dev_signer.address and metrics["data"]["resnapshots"] == 0
 
 
 def test_live_node_survives_faults_without_losing_a_fill(tmp_path, tape):

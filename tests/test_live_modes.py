@@ -51,6 +51,7 @@ def test_paper_mode_simulates_fills_and_sends_nothing_to_the_chain(tmp_path, bus
     assert metrics["orders_submitted"] > 10
     assert metrics["fill_count"] > 0, output[-2000:]
     assert run.placed == [] and run.fills == []  # paper orders never reach the venue
+    assert metrics["data"]["book_excludes"] is None  # nothing of ours is on the chain's book
     # The simulated venue's counters are the ones /metrics serves: every order, fill and cancel.
     orders = pd.read_parquet(session_dir / "orders.parquet")
     execution = metrics["execution"]

@@ -384,8 +384,17 @@ def test_queries_match_the_spec_shapes() -> None:
                        "remaining_quantity": "100.5", "post_only": False, "expiry_height": None, "placed_height": 5}]
     assert clob.query({"book": {"depth": 1}}, 20)["asks"] == [{"price": "0.4215", "quantity": "301.5"}]
     assert clob.query({"book": {"depth": 1}}, 21)["asks"] == [{"price": "0.4215", "quantity": "201"}]
-    for bad in ({"book": {"depth": 0}}, {"book": {"depth": 101}}, {"open_orders": {"owner": "alice", "limit": 501}},
-                {"balances": {}}, {"orders": {}}):
+    # v1.2: the market without one owner's orders; a level only they hold disappears.
+    clob.execute("bob", {"deposit": {}}, 1, funds=(("usei", 1000 * M),))
+    clob.execute("bob", place("b0", "sell", "0.4215", "7"), 6)
+    clob.execute("bob", place("b1", "sell", "0.4220", "3"), 6)
+    assert clob.query({"book": {"depth": 5}}, 7)["asks"] == [{"price": "0.4215", "quantity": "308.5"},
+                                                             {"price": "0.422", "quantity": "3"}]
+    assert clob.query({"book": {"depth": 5, "exclude_owner": "bob"}}, 7)["asks"] == [{"price": "0.4215", "quantity": "301.5"}]
+    assert clob.query({"book": {"depth": 5, "exclude_owner": "alice"}}, 7)["asks"] == [
+        {"price": "0.4215", "quantity": "7"}, {"price": "0.422", "quantity": "3"}]
+    for bad in ({"book": {"depth": 0}}, {"book": {"depth": 101}}, {"book": {"depth": 5, "exclude_owner": 7}},
+                {"open_orders": {"owner": "alice", "limit": 501}}, {"balances": {}}, {"orders": {}}):
         with pytest.raises(ContractError) as e:
             clob.query(bad, 5)
         assert e.value.code == "invalid_message"

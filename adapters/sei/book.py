@@ -15,6 +15,13 @@ Expiry is lazy on chain (`wasm-expired` comes only when something touches the or
 the orders it saw placed; an order that was already resting at the snapshot has an expiry the
 tracker cannot know, which is why the data client also re-checks the book against the contract
 every so often.
+
+Given `exclude_owner` (a live node's own account), the tracker keeps the market without that
+owner's orders, from a `book` query with the same `exclude_owner` and by skipping every event of
+theirs that touches the book; trades are still all published. A backtest tape is the market
+without us, and the strategy's fair value and the signal's features must not feed on our own
+quotes, so the live book means the same thing; a recording of it backtests without counting our
+liquidity twice.
 """
 
 from __future__ import annotations
@@ -53,8 +60,11 @@ class _Known:
 
 
 class BookTracker:
-    def __init__(self, instrument_id: InstrumentId, price_precision: int, size_precision: int) -> None:
+    def __init__(
+        self, instrument_id: InstrumentId, price_precision: int, size_precision: int, exclude_owner: str | None = None
+    ) -> None:
         self.instrument_id = instrument_id
+        self.exclude_owner = exclude_owner
         self._pp = price_precision
         self._sp = size_precision
         self._levels: dict[str, dict[Decimal, Decimal]] = {"buy": {}, "sell": {}}
@@ -122,6 +132,8 @@ class BookTracker:
 
     def _apply(self, event: Event, before: dict, trades: list[TradeTick], ts_event: int, ts_init: int) -> None:
         kind = event.type
+        if self.exclude_owner is not None and kind != "wasm-trade" and event.get("owner") == self.exclude_owner:
+            return  # our own order: not part of the market we publish
         if kind == "wasm-placed":
             side, price, qty = _side(event), Decimal(_req(event, "price")), Decimal(_req(event, "quantity"))
             order_id = _req(event, "order_id")

@@ -17,7 +17,9 @@ def _provider() -> InstrumentProviderConfig:
 
 class SeiDataClientConfig(LiveDataClientConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`book_depth`: levels in the snapshot query (the contract allows 1-100). `stale_after_secs`:
-    no block for this long marks the feed stale (the strategy's own guard pulls quotes)."""
+    no block for this long marks the feed stale (the strategy's own guard pulls quotes).
+    `exclude_own_orders`: when the node also trades, publish the book without its own orders,
+    as a backtest tape is (see `book.py`)."""
 
     venue: str = "SEI"
     rpc_url: str
@@ -27,6 +29,7 @@ class SeiDataClientConfig(LiveDataClientConfig, frozen=True, kw_only=True, forbi
     book_depth: int = 100
     verify_every_blocks: int = 150  # compare with the contract's book this often (0 = never)
     stale_after_secs: float = 3.0
+    exclude_own_orders: bool = True
     instrument_provider: InstrumentProviderConfig = _provider()
 
 

@@ -69,7 +69,9 @@ class SeiDataClient(LiveMarketDataClient):
         if instrument is None:
             raise VenueError(f"instrument {self._provider.instrument_id} was not loaded from the contract")
         self._handle_data(instrument)
-        self._tracker = BookTracker(instrument.id, instrument.price_precision, instrument.size_precision)
+        # Set only when this node also trades (the execution client attached its key first).
+        owner = self._sei.transport.owner if self._cfg.exclude_own_orders else None
+        self._tracker = BookTracker(instrument.id, instrument.price_precision, instrument.size_precision, owner)
         self._stale_task = self.create_task(self._watch_staleness(), log_msg="sei_stale_watch")
 
     async def _disconnect(self) -> None:
@@ -105,9 +107,19 @@ class SeiDataClient(LiveMarketDataClient):
         if self._snapshot_task is None or self._snapshot_task.done():
             self._snapshot_task = self.create_task(self._snapshot(), log_msg="sei_book_snapshot")
 
+    @property
+    def excluded_owner(self) -> str | None:
+        """The account whose orders the published book leaves out (this node's own, when it trades)."""
+        return self._tracker.exclude_owner if self._tracker is not None else None
+
+    def _book_query(self) -> dict:
+        query: dict = {"depth": self._cfg.book_depth}
+        if self._tracker.exclude_owner is not None:
+            query["exclude_owner"] = self._tracker.exclude_owner
+        return {"book": query}
+
     async def _snapshot(self) -> None:
-        depth = self._cfg.book_depth
-        self._load(await self._sei.transport.query({"book": {"depth": depth}}))
+        self._load(await self._sei.transport.query(self._book_query()))
         self._log.info(f"book snapshot at height {self._tracker.height}")
 
     def _load(self, answer: dict) -> None:
@@ -150,7 +162,7 @@ class SeiDataClient(LiveMarketDataClient):
 
     async def _verify(self) -> None:
         """Compare the tracked book with the contract's; on any difference publish a fresh snapshot."""
-        answer = await self._sei.transport.query({"book": {"depth": self._cfg.book_depth}})
+        answer = await self._sei.transport.query(self._book_query())
         if not self._tracker.synced or int(answer.get("height", -1)) != self._tracker.height or not (
             self._snapshot_task is None or self._snapshot_task.done()
         ):

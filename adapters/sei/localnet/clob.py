@@ -461,9 +461,10 @@ class Clob:
                 "halted": self.halted,
             }
         if name == "book":
-            _fields(body, required=("depth",))
+            _fields(body, required=("depth",), optional=("exclude_owner",))
             depth = _int(body["depth"], "depth", 1, _MAX_BOOK_DEPTH)
-            live = [o for o in self._s.orders.values() if not o.expired_at(height)]
+            excluded = _str(body["exclude_owner"], "exclude_owner") if "exclude_owner" in body else None
+            live = [o for o in self._s.orders.values() if not o.expired_at(height) and o.owner != excluded]
             return {
                 "height": height,
                 "bids": _levels([o for o in live if o.side == "buy"], depth, descending=True),
