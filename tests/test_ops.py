@@ -976,3 +976,16 @@ def test_readme_deploy_steps_name_what_the_files_define():
     assert f"-u {service['User']} {service['ExecStart'].split()[0]} live status" in deploy
     assert f"{NodeSection().ops_host}:{NodeSection().ops_port}/health" in deploy
     assert "pip install -c deploy/constraints.txt ." in deploy and "torch==2.13.0" in deploy
+
+
+@pytest.mark.parametrize("mode", ["live", "paper"])
+@pytest.mark.parametrize("exclude", [True, False])
+def test_the_node_tells_the_data_client_whether_to_leave_out_its_own_orders(mode, exclude):
+    """A contract older than v1.2 has no `book.exclude_owner`: `[sei] exclude_own_orders = false`."""
+    from app.live.config import LiveConfig, NodeSection, SeiSection
+    from app.live.node import _client_configs
+
+    config = LiveConfig(node=NodeSection(mode=mode), sei=SeiSection(contract="sei1contract", exclude_own_orders=exclude))
+    data, _, _ = _client_configs(config)
+    assert data.exclude_own_orders is exclude
+    assert LiveConfig().sei.exclude_own_orders  # on unless turned off

@@ -49,6 +49,8 @@ class SeiSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     book_depth: int = 100
     stale_after_secs: float = 3.0
     stop_timeout_secs: float = 15.0
+    # The book without our own orders (contract v1.2's `book.exclude_owner`); false for a v1.1 contract.
+    exclude_own_orders: bool = True
 
 
 class LiveConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

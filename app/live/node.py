@@ -83,6 +83,7 @@ def _client_configs(config: LiveConfig):
     data = SeiDataClientConfig(
         venue=VENUE, rpc_url=sei.rpc_url, contract=sei.contract, chain_id=sei.chain_id or None,
         instrument_id=sei.instrument_id, book_depth=sei.book_depth, stale_after_secs=sei.stale_after_secs,
+        exclude_own_orders=sei.exclude_own_orders,
     )
     if config.node.mode == "paper":
         return data, PaperExecClientConfig(
