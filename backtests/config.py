@@ -65,16 +65,21 @@ class BacktestConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
         return msgspec.to_builtins(self)
 
 
+def load_toml_file(path: Path, kind: str) -> dict[str, Any]:
+    """The file's TOML, or a ConfigError naming the `kind` of file and what is wrong with it."""
+    if not path.is_file():
+        raise ConfigError(f"{kind} {path} does not exist")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
 def read_toml(path: str | Path, overrides: dict[str, Any] | None, paths: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     """A config file's tables with `overrides` ("section.key" -> value) applied and the `paths`
     ((section, key) pairs) resolved against the file's directory (after `~` expansion)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw = load_toml_file(path, "config file")
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         raw.setdefault(section, {})[key] = value

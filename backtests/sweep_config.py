@@ -37,14 +37,13 @@ import hashlib
 import itertools
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from backtests.config import BacktestConfig, load_config
+from backtests.config import BacktestConfig, load_config, load_toml_file
 from strategies.config import ConfigError
 
 SECTIONS = ("run", "venue", "signal", "strategy")
@@ -103,12 +102,7 @@ def config_hash(config: BacktestConfig) -> str:
 
 def load_sweep(path: str | Path) -> SweepSpec:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {path} does not exist")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw = load_toml_file(path, "sweep file")
     unknown = sorted(set(raw) - TOP_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown key `{unknown[0]}` (expected one of {', '.join(sorted(TOP_KEYS))})")

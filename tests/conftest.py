@@ -131,3 +131,24 @@ def redis_url(tmp_path):
     yield f"redis://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+# -- a busy market for the live node's tests ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def busy_catalog(tmp_path_factory) -> Path:
+    """A busy synthetic market (about one aggressive order per block), so that a short live
+    session sees fills; the bundled sample trades about once every two seconds."""
+    from data.synth import SynthParams, generate
+
+    out = tmp_path_factory.mktemp("busy") / "tape"
+    generate(hours=0.05, seed=11, out=out, params=SynthParams(regime_trade_rate=(0.8, 1.0, 1.2)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def busy_tape(busy_catalog):
+    from data.catalog import open_tape
+
+    return open_tape(busy_catalog)

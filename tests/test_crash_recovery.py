@@ -22,21 +22,12 @@ import pytest
 import tomli_w
 
 from app.live.localrun import node_config, read_back, run_node, start_localnet
-from data.catalog import open_tape
-from data.synth import SynthParams, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 ATOMIC = Decimal(10**6)
 CRASH_AFTER_S = (6.0, 11.0, 16.0)  # seconds of trading before each SIGKILL
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tape(tmp_path_factory):
-    out = tmp_path_factory.mktemp("busy") / "tape"
-    generate(hours=0.05, seed=11, out=out, params=SynthParams(regime_trade_rate=(0.8, 1.0, 1.2)))
-    return open_tape(out)
 
 
 def strategy() -> dict:
@@ -61,8 +52,8 @@ def placed_ids(net) -> list[str]:
     return net.call(scan)
 
 
-def test_sigkill_mid_session_then_restart_loses_nothing(tmp_path, tape, redis_url):
-    net, replay = start_localnet(tape, None, None)
+def test_sigkill_mid_session_then_restart_loses_nothing(tmp_path, busy_tape, redis_url):
+    net, replay = start_localnet(busy_tape, None, None)
     try:
         config = node_config(net, tmp_path, strategy())
         raw = tomllib.loads(config.read_text())

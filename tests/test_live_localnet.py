@@ -1,5 +1,5 @@
 """The live node end to end: `flashmm live` (a real child process) trading the localnet over real
-sockets while the localnet replays the bundled sample tape as the market.
+sockets while the localnet replays a busy synthetic tape as the market.
 
 What the node believes (its session files) is checked against what the chain recorded (block
 results, balances, open orders): every fill on chain is a fill in the node and vice versa, the
@@ -22,8 +22,6 @@ import pandas as pd
 import pytest
 
 from app.live.localrun import node_config, read_back, run_node, start_localnet
-from data.catalog import open_tape
-from data.synth import SynthParams, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 ATOMIC = Decimal(10**6)
@@ -35,15 +33,6 @@ def strategy() -> dict:
     raw = tomllib.loads((ROOT / "backtests/configs/sample.toml").read_text())["strategy"]
     # Smaller quotes fill more often in a short session; no signal keeps start-up fast.
     return {**raw, "use_signal": False, "order_size": 50.0}
-
-
-@pytest.fixture(scope="module")
-def tape(tmp_path_factory):
-    """A busy synthetic market (about one aggressive order per block), so that a short session
-    sees fills; the bundled sample trades about once every two seconds."""
-    out = tmp_path_factory.mktemp("busy") / "tape"
-    generate(hours=0.05, seed=11, out=out, params=SynthParams(regime_trade_rate=(0.8, 1.0, 1.2)))
-    return open_tape(out)
 
 
 def assert_node_agrees_with_chain(run) -> dict:
@@ -67,8 +56,8 @@ def assert_node_agrees_with_chain(run) -> dict:
     return metrics
 
 
-def test_live_node_trades_the_localnet_and_agrees_with_the_chain(tmp_path, tape):
-    net, replay = start_localnet(tape, None, None)
+def test_live_node_trades_the_localnet_and_agrees_with_the_chain(tmp_path, busy_tape):
+    net, replay = start_localnet(busy_tape, None, None)
     try:
         session_dir, output = run_node(node_config(net, tmp_path, strategy()), duration_s=30)
         run = read_back(net, replay, session_dir, output)
@@ -84,8 +73,8 @@ def test_live_node_trades_the_localnet_and_agrees_with_the_chain(tmp_path, tape)
     assert metrics["data"]["book_excludes"] == net.dev_signer.address and metrics["data"]["resnapshots"] == 0
 
 
-def test_live_node_survives_faults_without_losing_a_fill(tmp_path, tape):
-    net, replay = start_localnet(tape, None, None)
+def test_live_node_survives_faults_without_losing_a_fill(tmp_path, busy_tape):
+    net, replay = start_localnet(busy_tape, None, None)
     injected = []
 
     def faults(proc) -> None:
@@ -116,8 +105,8 @@ def test_live_node_survives_faults_without_losing_a_fill(tmp_path, tape):
     assert last >= max(run.height_to_index) - 20
 
 
-def test_orders_left_by_a_killed_node_are_cancelled_when_the_next_one_starts(tmp_path, tape):
-    net, replay = start_localnet(tape, None, None)
+def test_orders_left_by_a_killed_node_are_cancelled_when_the_next_one_starts(tmp_path, busy_tape):
+    net, replay = start_localnet(busy_tape, None, None)
     try:
         config = node_config(net, tmp_path, strategy())
         proc = subprocess.Popen([sys.executable, "-m", "app.cli", "live", "--config", str(config)], cwd=ROOT,

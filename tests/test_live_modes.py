@@ -13,18 +13,10 @@ import pytest
 
 from app.live.localrun import node_config, read_back, run_node, start_localnet
 from data.catalog import open_tape
-from data.synth import SynthParams, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def busy(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("busy") / "tape"
-    generate(hours=0.05, seed=11, out=out, params=SynthParams(regime_trade_rate=(0.8, 1.0, 1.2)))
-    return out
 
 
 def last_json(text: str):
@@ -37,8 +29,8 @@ def strategy() -> dict:
     return {**raw, "use_signal": False, "order_size": 50.0}
 
 
-def test_paper_mode_simulates_fills_and_sends_nothing_to_the_chain(tmp_path, busy):
-    net, replay = start_localnet(open_tape(busy), None, None)
+def test_paper_mode_simulates_fills_and_sends_nothing_to_the_chain(tmp_path, busy_tape):
+    net, replay = start_localnet(busy_tape, None, None)
     try:
         config = node_config(net, tmp_path, strategy(), mode="paper",
                              paper={"fill_model": "queue", "queue_model": "prob_power", "latency_ms": 400.0})
@@ -61,8 +53,8 @@ def test_paper_mode_simulates_fills_and_sends_nothing_to_the_chain(tmp_path, bus
     assert execution["rejects"] == int((orders["status"] == "REJECTED").sum())
 
 
-def test_record_then_backtest_the_recording(tmp_path, busy):
-    net, _ = start_localnet(open_tape(busy), None, None)
+def test_record_then_backtest_the_recording(tmp_path, busy_tape):
+    net, _ = start_localnet(busy_tape, None, None)
     out = tmp_path / "recorded"
     try:
         config = node_config(net, tmp_path, strategy())
@@ -93,10 +85,10 @@ def test_record_then_backtest_the_recording(tmp_path, busy):
     assert metrics["events_processed"] >= summary["deltas"] + summary["trades"]
 
 
-def test_parity_reports_agreement_pnl_and_latency(tmp_path, busy):
+def test_parity_reports_agreement_pnl_and_latency(tmp_path, busy_catalog):
     config = tmp_path / "parity.toml"
     text = (ROOT / "backtests/configs/parity.toml").read_text()
-    text = text.replace('catalog = "../../data/sample"', f'catalog = "{busy}"')
+    text = text.replace('catalog = "../../data/sample"', f'catalog = "{busy_catalog}"')
     text = text.replace('start = "+2min"', 'start = "+10s"').replace('end = "+5min"', 'end = "+50s"')
     config.write_text(text)
     out = subprocess.run([sys.executable, "-m", "app.cli", "parity", "--config", str(config), "--out", str(tmp_path),

@@ -16,19 +16,10 @@ from pathlib import Path
 import pytest
 
 from app.live.localrun import node_config, read_back, run_node, start_localnet
-from data.catalog import open_tape
-from data.synth import SynthParams, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tape(tmp_path_factory):
-    out = tmp_path_factory.mktemp("busy") / "tape"
-    generate(hours=0.05, seed=11, out=out, params=SynthParams(regime_trade_rate=(0.8, 1.0, 1.2)))
-    return open_tape(out)
 
 
 def get(url: str) -> tuple[int, str]:
@@ -55,9 +46,9 @@ def cli(state_dir: str, *args: str) -> dict:
     return json.loads(out.stdout)
 
 
-def test_health_metrics_halt_and_resume_on_a_running_node(tmp_path, tape):
+def test_health_metrics_halt_and_resume_on_a_running_node(tmp_path, busy_tape):
     raw = tomllib.loads((ROOT / "backtests/configs/sample.toml").read_text())["strategy"]
-    net, replay = start_localnet(tape, None, None)
+    net, replay = start_localnet(busy_tape, None, None)
     seen: dict = {}
 
     def operate(proc) -> None:
@@ -136,7 +127,7 @@ def compose_environment() -> dict[str, str]:
     return env
 
 
-def test_container_entry_point_starts_the_node_from_the_environment_compose_gives_it(tmp_path, tape, redis_url):
+def test_container_entry_point_starts_the_node_from_the_environment_compose_gives_it(tmp_path, busy_tape, redis_url):
     """`flashmm serve` (the image's CMD) with the variables docker-compose.yml and .env.example set,
     only the addresses pointed at this machine's localnet and redis; SIGTERM (docker stop) stops it
     cleanly, leaving no order on the chain."""
@@ -148,7 +139,7 @@ def test_container_entry_point_starts_the_node_from_the_environment_compose_give
                     if line and not line.startswith("#"))
     compose = compose_environment()
     assert {"FLASHMM_CONFIG", "FLASHMM_STATE_DIR", "FLASHMM_KEY_FILE", "FLASHMM_REDIS_URL"} <= set(compose)
-    net, _ = start_localnet(tape, None, None)
+    net, _ = start_localnet(busy_tape, None, None)
     proc = None
     try:
         config = node_config(net, tmp_path, {})  # for its key file and short state dir

@@ -34,6 +34,7 @@ from pathlib import Path
 from nautilus_trader.model.enums import TradingState
 
 from app.live.logs import register_secret
+from app.live.ops import close_quietly
 from app.live.status import write_json_atomic
 
 log = logging.getLogger("flashmm.control")
@@ -114,11 +115,7 @@ async def start_control_server(path: str | Path, token: str, handlers: dict[str,
         except Exception:  # noqa: BLE001 - one bad request must not take the control path down
             log.exception("control: request failed")
         finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except ConnectionError:
-                pass
+            await close_quietly(writer)
 
     server = await asyncio.start_unix_server(handle, path=str(path), limit=MAX_REQUEST_BYTES)
     os.chmod(path, 0o600)

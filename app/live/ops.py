@@ -54,6 +54,15 @@ class OpsServer:
         await self.server.wait_closed()
 
 
+async def close_quietly(writer: asyncio.StreamWriter) -> None:
+    """Close a server-side stream whose client may already be gone."""
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except ConnectionError:
+        pass
+
+
 async def start_ops_server(host: str, port: int, status: Callable[[], dict]) -> OpsServer:
     """Serve /health and /metrics on host:port (port 0: a free port, see `.port`)."""
 
@@ -77,11 +86,7 @@ async def start_ops_server(host: str, port: int, status: Callable[[], dict]) -> 
         except ConnectionError:
             pass
         finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except ConnectionError:
-                pass
+            await close_quietly(writer)
 
     server = await asyncio.start_server(handle, host, port, limit=MAX_HEADER_BYTES)
     bound = server.sockets[0].getsockname()[1]
