@@ -475,6 +475,30 @@ def test_a_malformed_new_block_is_recovered_by_backfill_even_with_no_next_block(
     run(scenario())
 
 
+def test_a_new_block_claiming_a_height_past_the_node_is_skipped_not_backfilled():
+    """A well-formed push from a buggy or hostile node, naming a height far ahead: backfilling up
+    to it would chase blocks that do not exist and end the feed. The node's own status decides."""
+    async def scenario():
+        chain = standard_chain()
+        async with CometServer() as server:
+            chain.install(server)
+            rpc, feed, blocks = await started(server)
+            await chain.publish(server, 1)
+            assert content((await take(blocks, 1))[0]) == chain.expected(1)
+            forged = chain.new_block_data(2)
+            forged["value"]["block"]["header"]["height"] = "1000000"
+            await server.push(NEW_BLOCK_QUERY, forged)
+            await eventually(lambda: feed.malformed == 1, "the forged push counted as malformed")
+            await chain.publish(server, 2)
+            await chain.publish(server, 3)
+            got = await take(blocks, 2)
+            assert [content(b) for b in got] == [chain.expected(2), chain.expected(3)]
+            assert feed.backfilled_blocks == 0
+            await rpc.close()
+
+    run(scenario())
+
+
 def test_an_unreadable_height_ends_the_iteration_with_feed_error():
     async def scenario():
         chain = standard_chain()

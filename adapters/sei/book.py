@@ -75,6 +75,7 @@ class BookTracker:
         self._gone: set[str] = set()  # expired here already, the lazy wasm-expired still to come
         self.height = self.snapshot_height = 0
         self.synced = False
+        self.bad_trades = 0  # unreadable prints in blocks the snapshot already covered
 
     def load_snapshot(self, book: dict, depth: int, ts_event: int, ts_init: int) -> OrderBookDeltas:
         """Reset from a `book` query answer; returns the CLEAR + ADD batch to publish."""
@@ -107,23 +108,37 @@ class BookTracker:
         return OrderBookDeltas(self.instrument_id, deltas)
 
     def apply_block(self, height: int, events: Iterable[Event], ts_event: int, ts_init: int) -> BlockData:
-        """Apply one block's events (all of this contract's, in order); blocks at or below the
-        snapshot's height are already in it and are skipped."""
+        """Apply one block's events (all of this contract's, in order). A block at or below the
+        snapshot's height (held while the snapshot was taken) is already in the book, but its
+        trades are not in any snapshot: they are still returned."""
         if not self.synced:
             raise BookOutOfSync("no snapshot loaded")
         if height <= self.height:
-            return BlockData(None, [])
+            return BlockData(None, self._trades_only(events, ts_event, ts_init))
         before: dict[tuple[str, Decimal], Decimal] = {}
         trades: list[TradeTick] = []
         try:
             self._expire_until(height, before)
             for event in events:
                 self._apply(event, before, trades, ts_event, ts_init)
+            deltas = self._changes(before, height, ts_event, ts_init)
         except (KeyError, ValueError, InvalidOperation) as exc:
+            # Includes values NautilusTrader's Price/Quantity refuse (1e30, Infinity).
             self.synced = False
             raise BookOutOfSync(f"block {height}: {exc}") from None
         self.height = height
-        return BlockData(self._changes(before, height, ts_event, ts_init), trades)
+        return BlockData(deltas, trades)
+
+    def _trades_only(self, events: Iterable[Event], ts_event: int, ts_init: int) -> list[TradeTick]:
+        trades = []
+        for event in events:
+            if event.type != "wasm-trade":
+                continue
+            try:
+                trades.append(self._trade(event, ts_event, ts_init))
+            except (KeyError, ValueError, InvalidOperation):
+                self.bad_trades += 1  # the book is not at stake here: drop the print, not the sync
+        return trades
 
     def levels(self, side: str) -> dict[Decimal, Decimal]:
         return dict(self._levels[side])
@@ -173,17 +188,18 @@ class BookTracker:
             else:
                 self._add(_side(event), Decimal(_req(event, "price")), -Decimal(_req(event, "remaining_quantity")), before)
         elif kind == "wasm-trade":
-            trades.append(
-                TradeTick(
-                    self.instrument_id,
-                    Price(Decimal(_req(event, "price")), self._pp),
-                    Quantity(Decimal(_req(event, "quantity")), self._sp),
-                    AggressorSide.BUYER if _req(event, "taker_side") == "buy" else AggressorSide.SELLER,
-                    TradeId(_req(event, "trade_id")),
-                    ts_event,
-                    ts_init,
-                )
-            )
+            trades.append(self._trade(event, ts_event, ts_init))
+
+    def _trade(self, event: Event, ts_event: int, ts_init: int) -> TradeTick:
+        return TradeTick(
+            self.instrument_id,
+            Price(Decimal(_req(event, "price")), self._pp),
+            Quantity(Decimal(_req(event, "quantity")), self._sp),
+            AggressorSide.BUYER if _req(event, "taker_side") == "buy" else AggressorSide.SELLER,
+            TradeId(_req(event, "trade_id")),
+            ts_event,
+            ts_init,
+        )
 
     def _expire_until(self, height: int, before: dict) -> None:
         """Drop the known orders whose `expiry_height` is below `height`, as the contract's book does."""

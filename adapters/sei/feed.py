@@ -204,8 +204,9 @@ def _parse_block(block: Any, contract: str, where: str) -> _Header:
             decoded = decode_tx(raw)
         except TxDecodeError:
             continue  # not a tx we could have sent or be filled by
-        if any(m.contract == contract for m in decoded.messages):
-            expected[index] = _Expected(index, tx_hash(raw), decoded.messages[0].sender)
+        ours = [m for m in decoded.messages if m.contract == contract]
+        if ours:
+            expected[index] = _Expected(index, tx_hash(raw), ours[0].sender)
     return _Header(height, time_ns, len(txs), expected)
 
 
@@ -406,6 +407,14 @@ class BlockFeed:
             log.debug("NewBlock %d already handled", header.height)
             return
         await self._flush_pending()
+        if header.height > self.last_height + 1:
+            # A gap to backfill, on the push's word: check it with the node first, or one forged
+            # height far ahead would send the feed after blocks that do not exist, and end it.
+            latest = await self._read(None, self.node_height)
+            if header.height > latest:
+                self._skip(MalformedError(f"NewBlock height {header.height} is past the node's latest ({latest})"), data)
+                await self._catch_up()
+                return
         for height in range(self.last_height + 1, header.height):
             await self._backfill(height)
         wait = self.tx_wait_ms / 1000
@@ -470,7 +479,7 @@ class BlockFeed:
         if not self._anchored:
             return
         await self._flush_pending()
-        latest = await self._read(None, self._latest_height)
+        latest = await self._read(None, self.node_height)
         if latest > self.last_height:
             log.info("backfilling heights %d..%d", self.last_height + 1, latest)
         for height in range(self.last_height + 1, latest + 1):
@@ -492,7 +501,8 @@ class BlockFeed:
 
     # -- reading the node --------------------------------------------------------------------
 
-    async def _latest_height(self) -> int:
+    async def node_height(self) -> int:
+        """The node's latest height, asked now."""
         status = await self.rpc.call("status", {})
         sync_info = _field(status, "sync_info", "status")
         latest = _field(sync_info, "latest_block_height", "status.sync_info")
