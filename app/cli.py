@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
@@ -109,12 +110,17 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
 
 def _run_node(config, duration: float | None, state_dir: str | None) -> int:
-    """What `flashmm live` and `flashmm serve` both run."""
-    from app.live.node import run_live, session_summary
+    """What `flashmm live` and `flashmm serve` both run. A node stopped by a fault (it could not
+    connect, or lost the venue) exits with status 1, so systemd or compose restarts it."""
+    from app.live.node import NodeError, run_live, session_summary
 
     print(f"FlashMM {config.node.mode} node on {config.sei.rpc_url} (contract {config.sei.contract}); "
           "Ctrl-C stops it after cancelling every order", flush=True)
-    session_dir = run_live(config, duration_secs=duration, state_dir=state_dir)
+    try:
+        session_dir = run_live(config, duration_secs=duration, state_dir=state_dir)
+    except NodeError as exc:
+        print(f"flashmm: error: {exc}", file=sys.stderr)
+        return 1
     print(session_summary(session_dir))
     return 0
 
@@ -140,17 +146,26 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     config = config_from_env(os.environ)
     if args.print_config:
-        print(json.dumps(config.to_dict(), indent=2))
+        resolved = config.to_dict()
+        url = urlsplit(resolved["node"]["redis_url"])
+        if url.password:
+            resolved["node"]["redis_url"] = url._replace(netloc=url.netloc.replace(f":{url.password}@", ":***@")).geturl()
+        print(json.dumps(resolved, indent=2))
         return 0
     return _run_node(config, None, None)
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    from app.live.record import record
+    from app.live.record import RecordingError, record
 
     config = _live_config(args)
     print(f"recording {config.sei.rpc_url} (contract {config.sei.contract}) into {args.out}; Ctrl-C stops", flush=True)
-    print(json.dumps(record(config, args.out, duration_secs=args.duration), indent=2))
+    try:
+        print(json.dumps(record(config, args.out, duration_secs=args.duration), indent=2))
+    except RecordingError as exc:
+        print(json.dumps(exc.summary, indent=2))
+        print(f"flashmm: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -46,28 +46,53 @@ def write_catalog(
 
     `deltas` may be one list or an iterator of chunks (written as separate files, bounding memory).
     """
-    out = Path(out)
-    _refuse_existing(out, instrument.id)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".flashmm-staging-", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp's 0700 would become the catalog's permissions
-    try:
-        catalog = ParquetDataCatalog(str(staging))
-        catalog.write_data([instrument])
-        chunks = [deltas] if isinstance(deltas, list) else deltas
-        n_deltas = 0
-        for chunk in chunks:
-            if chunk:
-                catalog.write_data(chunk)
-                n_deltas += len(chunk)
+    with StagedCatalog(out, instrument) as staged:
+        for chunk in [deltas] if isinstance(deltas, list) else deltas:
+            staged.append(chunk, [])
+        staged.append([], trades)
+        return staged.commit(meta)
+
+
+class StagedCatalog:
+    """A catalog written in parts into a hidden staging directory beside `out`, moved into place
+    by `commit`; leaving the `with` block without committing removes it. Parts must come in time
+    order (a recorder flushing every few minutes), each becoming its own Parquet file."""
+
+    def __init__(self, out: Path, instrument: Instrument) -> None:
+        self.out = Path(out)
+        self.instrument = instrument
+        _refuse_existing(self.out, instrument.id)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.staging = Path(tempfile.mkdtemp(prefix=".flashmm-staging-", dir=self.out.parent))
+        self.staging.chmod(0o755)  # mkdtemp's 0700 would become the catalog's permissions
+        self._catalog = ParquetDataCatalog(str(self.staging))
+        self._catalog.write_data([instrument])
+        self.deltas = self.trades = 0
+
+    def __enter__(self) -> StagedCatalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the staging directory (empty after a commit)."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def append(self, deltas: list[OrderBookDelta], trades: list[TradeTick]) -> None:
+        if deltas:
+            self._catalog.write_data(deltas)
+            self.deltas += len(deltas)
         if trades:
-            catalog.write_data(trades)
-        meta = dict(meta, instrument_id=str(instrument.id), deltas=n_deltas, trades=len(trades))
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        _move_into_place(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out
+            self._catalog.write_data(trades)
+            self.trades += len(trades)
+
+    def commit(self, meta: dict[str, Any]) -> Path:
+        _refuse_existing(self.out, self.instrument.id)  # again: a recording takes hours
+        meta = dict(meta, instrument_id=str(self.instrument.id), deltas=self.deltas, trades=self.trades)
+        (self.staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        _move_into_place(self.staging, self.out)
+        return self.out
 
 
 def _refuse_existing(out: Path, instrument_id: InstrumentId) -> None:

@@ -11,6 +11,7 @@ sequence, malformed pushes and a block stall injected mid-session.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from app.live.localrun import node_config, read_back, run_node, start_localnet
 
 ROOT = Path(__file__).resolve().parents[1]
 ATOMIC = Decimal(10**6)
+_SESSION_DIR = re.compile(r"session written to (\S+)")
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +83,7 @@ def test_live_node_survives_faults_without_losing_a_fill(tmp_path, busy_tape):
         for at, switches in ((8, {"drop_connections": True}), (12, {"malformed": 20}),
                              (16, {"sequence_skew": {"address": net.dev_signer.address, "by": 1}}),
                              (20, {"stall_ms": 1500}), (25, {"drop_connections": True, "refuse_ms": 1500}),
-                             (31, {"swallow_txs": 1})):
+                             (31, {"swallow_txs": 1}), (35, {"unanswered_txs": 1})):
             while time.monotonic() < t0 + at:
                 time.sleep(0.1)
             assert proc.poll() is None, "the node died"
@@ -89,13 +91,18 @@ def test_live_node_survives_faults_without_losing_a_fill(tmp_path, busy_tape):
 
     try:
         t0 = time.monotonic()
-        session_dir, output = run_node(node_config(net, tmp_path, strategy()), duration_s=42, during=faults)
+        session_dir, output = run_node(node_config(net, tmp_path, strategy()), duration_s=45, during=faults)
         run = read_back(net, replay, session_dir, output)
     finally:
         net.stop()
-    assert len(injected) == 6
+    assert len(injected) == 7
     metrics = assert_node_agrees_with_chain(run)
     execution = metrics["execution"]
+    # The tx whose answer was lost was in the mempool: it stayed in flight and landed as sent,
+    # rather than being given up and its orders cancelled when they turned up.
+    assert "sent, no answer" in output
+    assert "landed after it was given up" not in output
+    assert execution["unbooked_fills"] == 0
     assert execution["reconnects"] >= 2
     assert execution["backfilled_blocks"] >= 1
     assert execution["malformed"] >= 1
@@ -127,3 +134,61 @@ def test_orders_left_by_a_killed_node_are_cancelled_when_the_next_one_starts(tmp
     assert metrics["execution"]["orphans_cancelled"] == len(left)
     assert "open orders on the venue that this node does not know" in output
     assert run.open_orders == []
+
+
+def run_to_exit(config: Path, timeout_s: float, during=None) -> tuple[int, str]:
+    """`flashmm live` with no deadline: it must end by itself. Returns (exit status, output)."""
+    with open(config.parent / "node.out", "w+") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "live", "--config", str(config)], cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT)
+        try:
+            if during is not None:
+                during(proc)
+            proc.wait(timeout=timeout_s)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        out.seek(0)
+        return proc.returncode, out.read()
+
+
+def test_a_node_that_cannot_reach_the_chain_exits_non_zero_instead_of_idling(tmp_path, busy_tape):
+    net, _ = start_localnet(busy_tape, None, None)
+    try:
+        config = node_config(net, tmp_path, strategy())
+    finally:
+        net.stop()  # nothing listens there any more
+    code, output = run_to_exit(config, timeout_s=120)
+    assert code == 1, output[-3000:]
+    assert "could not connect to the venue" in output
+
+
+def test_a_node_that_loses_the_chain_pulls_its_quotes_and_exits_non_zero(tmp_path, busy_tape):
+    """The node's RPC comes back without the history it missed (restored from a snapshot): the
+    blocks it would need to backfill, and any fill in them, are gone. It must not trade on blind;
+    it cancels everything and exits 1, so its supervisor starts one that reconciles from scratch."""
+    net, _ = start_localnet(busy_tape, None, None)
+
+    def lose_history(proc) -> None:
+        deadline = time.monotonic() + 60
+        while not net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"]):
+            assert time.monotonic() < deadline and proc.poll() is None, "the node never quoted"
+            time.sleep(0.2)
+        net.fault(drop_connections=True, refuse_ms=2000)
+        time.sleep(1.0)  # blocks are made while it cannot connect...
+        net.fault(prune_history=True)  # ...and then forgotten
+
+    try:
+        config = node_config(net, tmp_path, strategy())
+        code, output = run_to_exit(config, timeout_s=120, during=lose_history)
+        left = net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"])
+    finally:
+        net.stop()
+    assert code == 1, output[-3000:]
+    assert "lost the venue" in output
+    assert left == []
+    session_dir = Path(_SESSION_DIR.search(output).group(1))
+    status = json.loads((session_dir / "status.json").read_text())
+    assert status["connected"] is False
+    assert (session_dir / "metrics.json").exists()

@@ -55,7 +55,7 @@ from adapters.sei.events import Event
 from adapters.sei.feed import VenueBlock
 from adapters.sei.providers import SeiInstrumentProvider
 from adapters.sei.rpc import RpcError
-from adapters.sei.venue import CODE_SEQUENCE_MISMATCH, SeiVenue, VenueError
+from adapters.sei.venue import CODE_SEQUENCE_MISMATCH, SeiVenue, TxFateUnknown, VenueError
 
 _BLOCK_TRIGGERED_NS = 20_000_000  # a batch started this soon after a block is that block's reaction
 _CLOSED_MEMORY = 10_000
@@ -89,6 +89,7 @@ class ExecStats:
     rejects: int = 0
     cancel_rejects: int = 0
     orphans_cancelled: int = 0
+    unbooked_fills: int = 0
     tick_to_tx_ns: deque = field(default_factory=lambda: deque(maxlen=5_000))  # recent txs only
 
 
@@ -134,6 +135,7 @@ class SeiExecutionClient(LiveExecutionClient):
         self._closed: OrderedDict[ClientOrderId, None] = OrderedDict()
         self._placed_during_replay: set[ClientOrderId] = set()  # until the cached orders are settled
         self._settled = False
+        self._saved_height: int | None = None  # the last block an earlier run processed, if persisted
         # The last block processed, kept in the cache (Redis when configured), so a restarted node
         # replays the blocks it missed. The events of the last few blocks may still have been in
         # the engine's queue at a crash, so it replays from a little earlier and skips what it has.
@@ -149,7 +151,7 @@ class SeiExecutionClient(LiveExecutionClient):
         await self._sei.start()  # loads the instrument before the first block is handed out
         for instrument in self._provider.list_all():
             self._cache.add_instrument(instrument)
-        await asyncio.wait_for(self._sei.caught_up.wait(), timeout=self._cfg.catch_up_timeout_secs)
+        await asyncio.wait_for(self._caught_up(), timeout=self._cfg.catch_up_timeout_secs)
         await self._settle_cached_orders()
         await self._update_balances()
         if self._cfg.cancel_orphans_on_start:
@@ -164,7 +166,18 @@ class SeiExecutionClient(LiveExecutionClient):
 
     def _resume_height(self) -> int | None:
         saved = self._cache.get(self._height_key)
-        return max(1, int(saved.decode()) + 1 - _REPLAY_OVERLAP_BLOCKS) if saved else None
+        self._saved_height = int(saved.decode()) if saved else None
+        return max(1, self._saved_height + 1 - _REPLAY_OVERLAP_BLOCKS) if saved else None
+
+    async def _caught_up(self) -> None:
+        """Replayed up to the chain's head, and past the timeout height of any tx the node may have
+        sent before it went down: only then is an order the venue never saw certainly lost."""
+        await self._sei.caught_up.wait()
+        if self._saved_height is None or self._sei.transport.resumed_from is None:
+            return  # nothing saved, or saved on another chain
+        last_timeout = self._saved_height + _REPLAY_OVERLAP_BLOCKS + self._cfg.timeout_blocks
+        while self._sei.last_height <= last_timeout:
+            await asyncio.sleep(self._cfg.poll_interval_secs)
 
     async def _settle_cached_orders(self) -> None:
         """After a restart, every order the cache remembers as open or in flight must be open on
@@ -202,14 +215,22 @@ class SeiExecutionClient(LiveExecutionClient):
             await self._sei.stop()
 
     async def _cancel_everything(self) -> None:
-        """Send `cancel_all` and return once the contract lists no open order of ours."""
+        """Send `cancel_all` and return once the contract lists no open order of ours.
+
+        `cancel_all` is sent again while orders stay open with nothing in flight (it failed, or
+        an order landed after it), still at most one tx per block. With the block stream dead,
+        nothing in flight can be seen to land, so the contract's open orders alone decide."""
         self._drop_unsent_places()
         self._buffer.append(_Action("cancel_all", {"cancel_all": {}}))
         while True:
-            if not self._buffer and not self._inflight and not await self._open_orders():
-                self._log.info("no open orders of ours left on the venue")
-                return
-            if self._buffer and self._flush_task is None:
+            blind = self._sei.failure is not None
+            if not self._buffer and (blind or not self._inflight):
+                if not await self._open_orders():
+                    self._log.info("no open orders of ours left on the venue")
+                    return
+                if not self._buffer and (blind or not self._inflight):
+                    self._buffer.append(_Action("cancel_all", {"cancel_all": {}}))
+            if self._buffer and self._flush_task is None and (blind or self._tx_block < self._sei.last_height):
                 self._schedule_flush()
             await asyncio.sleep(self._cfg.poll_interval_secs)
 
@@ -316,6 +337,13 @@ class SeiExecutionClient(LiveExecutionClient):
         actions = (cancels + places)[:limit]
         self._buffer = (cancels + places)[limit:]
         height = self._sei.last_height
+        if self._sei.failure is not None:
+            # Blind (the stream is dead, typically while the stop's cancel_all goes out): a timeout
+            # height counted from the last block seen may already be past, and the tx refused.
+            try:
+                height = max(height, await self._sei.transport.head_height())
+            except (asyncio.TimeoutError, VenueError, RpcError, OSError, ValueError) as exc:
+                self._log.warning(f"chain height unknown ({exc!r}); timeout height from block {height}")
         self._tx_block = height
         trigger_ns = self._sei.last_received_ns
         started_ns = self._batch_started_ns
@@ -323,8 +351,13 @@ class SeiExecutionClient(LiveExecutionClient):
         timeout_height = height + self._cfg.timeout_blocks
         try:
             sub = await self._sei.transport.submit(msg, timeout_height=timeout_height, actions=len(actions))
+        except TxFateUnknown as exc:
+            # It may be in the mempool: in flight like any tx, until it lands or its timeout height passes.
+            self.stats.txs += 1
+            self._inflight[exc.hash] = _Inflight(actions, timeout_height, exc.sequence)
+            self._log.warning(f"{exc}; in flight until height {timeout_height}")
+            return
         except (asyncio.TimeoutError, VenueError, RpcError, OSError) as exc:
-            # It may still have reached the node; if it lands, its orders are cancelled on sight.
             self._log.warning(f"tx not sent ({exc!r}); retrying next block")
             self._retry_or_fail(actions, f"not sent: {exc!r}")
             return
@@ -466,6 +499,13 @@ class SeiExecutionClient(LiveExecutionClient):
         trade_id = TradeId(event.get("trade_id") or "0")
         if trade_id in order.trade_ids:
             return  # replayed after a restart: the cache already has it
+        if order.status == OrderStatus.REJECTED:
+            # NautilusTrader cannot fill a rejected order. Rejections are only issued once an order
+            # certainly cannot land, so this is a bug: say so loudly, the books now differ from the chain.
+            self.stats.unbooked_fills += 1
+            self._log.error(f"fill {trade_id} for {order.client_order_id}, which was rejected: not booked; "
+                            f"inventory differs from the chain by {event.get('quantity')}")
+            return
         liquidity = LiquiditySide.MAKER if event.get("liquidity") == "maker" else LiquiditySide.TAKER
         self.stats.fills += 1
         self._refresh_balances = True
@@ -544,7 +584,7 @@ class SeiExecutionClient(LiveExecutionClient):
         return {
             "txs": s.txs, "txs_failed": s.txs_failed, "txs_expired": s.txs_expired,
             "txs_refused": s.tx_rejected_checktx, "places": s.places, "cancels": s.cancels, "fills": s.fills,
-            "rejects": s.rejects, "cancel_rejects": s.cancel_rejects, "orphans_cancelled": s.orphans_cancelled,
+            "rejects": s.rejects, "cancel_rejects": s.cancel_rejects, "orphans_cancelled": s.orphans_cancelled, "unbooked_fills": s.unbooked_fills,
             "inflight": len(self._inflight),
             "tick_to_tx_ms_p50": pick(0.50), "tick_to_tx_ms_p99": pick(0.99), "tick_to_tx_samples": len(lat),
             **self._sei.transport.stats(),

@@ -62,6 +62,12 @@ class RpcError(Exception):
         super().__init__(f"{method or 'call'}: RPC error {code} ({message}){detail}")
 
 
+class NotSentError(ConnectionError):
+    """The call never left this client (closed, reconnecting, or the socket failed while sending),
+    so the node cannot have acted on it; any other ConnectionError or TimeoutError of a call leaves
+    its fate unknown."""
+
+
 class SubscriptionError(RuntimeError):
     """A subscription CometBFT would refuse: over the per-connection limit, or a duplicate query."""
 
@@ -229,16 +235,16 @@ class CometRpc:
     async def _request(self, ident: int, method: str, params: dict) -> dict:
         text = json.dumps({"jsonrpc": "2.0", "id": ident, "method": method, "params": params})
         if self._closed:
-            raise ConnectionError(f"{method}: client for {self.url} is closed")
+            raise NotSentError(f"{method}: client for {self.url} is closed")
         if not self.connected or self._ws is None:
-            raise ConnectionError(f"{method}: not connected to {self.url} (reconnecting)")
+            raise NotSentError(f"{method}: not connected to {self.url} (reconnecting)")
         future: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
         self._pending[ident] = (method, future)
         try:
             try:
                 await self._ws.send(text)
             except ConnectionClosed as exc:
-                raise ConnectionError(f"{method}: connection to {self.url} lost while sending") from exc
+                raise NotSentError(f"{method}: connection to {self.url} lost while sending") from exc
             try:
                 return await asyncio.wait_for(future, self.request_timeout)
             except TimeoutError:

@@ -26,7 +26,8 @@ from decimal import Decimal
 from adapters.sei import tx as txlib
 from adapters.sei.feed import BlockFeed, VenueBlock
 from adapters.sei.keys import Signer
-from adapters.sei.rpc import CometRpc, RpcError
+from adapters.sei.codec import tx_hash
+from adapters.sei.rpc import CometRpc, NotSentError, RpcError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,16 @@ _EXPECTED_SEQUENCE = re.compile(r"expected (\d+), got (\d+)")
 
 class VenueError(Exception):
     """The venue could not be reached or answered something unusable."""
+
+
+class TxFateUnknown(VenueError):
+    """A signed tx went out but no answer came (a timeout, a dropped socket): it may be in the
+    mempool and land. Its hash is known from its bytes, so it can be watched for like any other."""
+
+    def __init__(self, tx_hash: str, sequence: int, reason: str) -> None:
+        super().__init__(f"tx {tx_hash} (sequence {sequence}) sent, no answer: {reason}")
+        self.hash = tx_hash
+        self.sequence = sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +87,13 @@ class VenueTransport(ABC):
 
     @abstractmethod
     async def submit(self, msg: dict, *, timeout_height: int, actions: int) -> Submission:
-        """Sign and send `msg` (a batch of `actions` actions); the fee covers that many."""
+        """Sign and send `msg` (a batch of `actions` actions); the fee covers that many. Raises
+        `TxFateUnknown` when the tx went out unanswered, any other error when it cannot have."""
+
+    @abstractmethod
+    async def head_height(self) -> int:
+        """The chain's latest height, asked of the node now: what a tx's timeout height must be
+        counted from when the block stream has died and its last height is stale."""
 
     @abstractmethod
     async def resync(self) -> None:
@@ -146,7 +163,9 @@ class CosmosTransport(VenueTransport):
         self.resumed_from = from_height
         if self._signer is not None:
             await self.resync()
-        await self.feed.start(from_height)
+        # From the block after the status read, not the first NewBlock after subscribing: none
+        # produced in between is skipped.
+        await self.feed.start(from_height or self.latest_height + 1)
 
     async def close(self) -> None:
         await self.rpc.close()
@@ -157,6 +176,9 @@ class CosmosTransport(VenueTransport):
 
     def blocks(self) -> AsyncIterator[VenueBlock]:
         return self.feed.__aiter__()
+
+    async def head_height(self) -> int:
+        return await self.feed.node_height()
 
     async def resync(self) -> None:
         if self._signer is None:
@@ -187,7 +209,13 @@ class CosmosTransport(VenueTransport):
                 fee_amount=fee, fee_denom=self.fee_denom, gas_limit=gas_limit, timeout_height=timeout_height,
             )
             sent_ns = time.time_ns()
-            result = await self.rpc.call("broadcast_tx_sync", {"tx": base64.b64encode(raw).decode()})
+            try:
+                result = await self.rpc.call("broadcast_tx_sync", {"tx": base64.b64encode(raw).decode()})
+            except NotSentError:
+                raise
+            except (ConnectionError, TimeoutError) as exc:
+                self._stats["txs_sent"] += 1
+                raise TxFateUnknown(tx_hash(raw), self.sequence, str(exc)) from None
             self._stats["txs_sent"] += 1
             sub = Submission(
                 hash=str(result.get("hash", "")).upper(), code=int(result.get("code", 0) or 0),
@@ -253,7 +281,7 @@ class SeiVenue:
         self.caught_up = asyncio.Event()  # set once the stream has reached the height seen at connect
         # Run once connected, before any block is handed out (the instrument, so fills can be read).
         self.on_connect: list[Callable[[], Awaitable[None]]] = []
-        self.failure: BaseException | None = None  # why the block stream died, if it did
+        self.failure: BaseException | None = None  # why the connection or the block stream failed, if it did
 
     def add_listener(self, order: int, listener: BlockListener) -> None:
         self._listeners.append((order, listener))
@@ -271,8 +299,10 @@ class SeiVenue:
                 await self.transport.connect(self.resume_height())
                 for prepare in self.on_connect:
                     await prepare()
-            except BaseException:
+            except BaseException as exc:
                 self._users -= 1
+                if isinstance(exc, Exception):
+                    self.failure = exc  # a node that cannot connect must not wait for a trader that never starts
                 await self.transport.close()
                 raise
             resume = self.transport.resumed_from
@@ -317,4 +347,4 @@ class SeiVenue:
                     log.exception("block %d listener %r failed", block.height, listener)
 
 
-__all__ = ["CosmosTransport", "RpcError", "SeiVenue", "Submission", "VenueError", "VenueTransport"]
+__all__ = ["CosmosTransport", "RpcError", "SeiVenue", "Submission", "TxFateUnknown", "VenueError", "VenueTransport"]

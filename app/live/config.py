@@ -26,7 +26,9 @@ class NodeSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     status_interval_secs: float = 1.0
     duration_secs: float = 0.0  # 0 = until SIGINT/SIGTERM
     seed: int = 0
-    redis_url: str = ""  # e.g. redis://127.0.0.1:6379/0: the cache persists there; "" = in memory only
+    # e.g. redis://127.0.0.1:6379/0: a live node's cache persists there; "" = in memory only.
+    # Paper mode never persists (its simulated venue restarts empty).
+    redis_url: str = ""
     # /health and /metrics (app/live/ops.py). Loopback by default: they are for the operator and a
     # local scraper; 0 = a free port chosen by the OS (tests run several nodes side by side).
     ops_host: str = "127.0.0.1"

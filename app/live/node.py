@@ -39,7 +39,7 @@ from app.live.config import LiveConfig, without_none
 from app.live.control import operator_handlers, persisted_halt, prepare_control_dir, record_halt, start_control_server
 from app.live.logs import AUDIT_FILE, AuditLog, AuditLogConfig, node_logging_config, register_key_secrets
 from app.live.ops import start_ops_server
-from app.live.lifecycle import run_until_stopped
+from app.live.lifecycle import RunOutcome, run_until_stopped
 from app.live.paper import PaperExecClientConfig, PaperExecClientFactory
 from app.live.status import STATUS_FILE, StatusWriter, StatusWriterConfig, write_json_atomic
 from backtests.recorder import RecorderConfig, RunRecorder
@@ -52,8 +52,29 @@ VENUE = "SEI"
 NS = 1_000_000_000
 
 
-class NodeStartError(RuntimeError):
+class NodeError(RuntimeError):
+    """The node stopped because of a fault, not a signal or its deadline (the CLI exits non-zero,
+    so a supervisor restarts it)."""
+
+
+class NodeStartError(NodeError):
     """The node could not connect to the venue; nothing was traded."""
+
+
+class NodeFailure(NodeError):
+    """The node lost the venue while it ran; it pulled its quotes and stopped."""
+
+
+TIMEOUT_RECONCILIATION_S = 10.0
+TIMEOUT_PORTFOLIO_S = 10.0
+
+
+def connect_timeout(exec_cfg) -> float:
+    """NautilusTrader's wait for the clients to connect. The Sei execution client's connect also
+    replays the blocks missed while the node was down and cancels orphans, so it gets that long."""
+    if isinstance(exec_cfg, SeiExecClientConfig):
+        return exec_cfg.catch_up_timeout_secs + exec_cfg.stop_timeout_secs + 20.0
+    return 20.0
 
 
 @dataclass
@@ -68,6 +89,16 @@ class Session:
     status_writer: StatusWriter
     signal_actor: object | None = None
     ops_port: int | None = None
+    start_within_s: float = 60.0  # the trader must be running this long after the session started
+
+    def failure(self) -> str | None:
+        """Why this node can no longer trade safely, if it cannot (see `lifecycle`)."""
+        if self.venue.failure is not None:
+            return f"lost the venue at {self.config.sei.rpc_url}: {self.venue.failure!r:.300}"
+        if not self.node.trader.is_running and time.time_ns() - self.started_ns > self.start_within_s * NS:
+            return (f"not trading {self.start_within_s:g} s after start: the clients did not connect, "
+                    f"catch up or reconcile with {self.config.sei.rpc_url}")
+        return None
 
     @property
     def exec_client(self):
@@ -101,7 +132,11 @@ def _client_configs(config: LiveConfig):
 
 def cache_config(redis_url: str) -> CacheConfig:
     """In memory, or persisted to Redis so that orders, fills and the last processed block survive
-    a crash: a restarted node resumes from them (and replays the blocks it missed)."""
+    a crash: a restarted node resumes from them (and replays the blocks it missed).
+
+    Only live mode persists: a paper venue is simulated in the process and starts empty with its
+    starting balances, so orders and fills from an earlier paper session would be adopted against
+    a venue that never had them (and would share the live node's keys in Redis)."""
     if not redis_url:
         return CacheConfig()
     url = urlsplit(redis_url)
@@ -125,15 +160,15 @@ def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_d
         config=TradingNodeConfig(
             trader_id=TraderId(config.node.trader_id),
             logging=node_logging_config(session_dir, config.node.log_level),
-            cache=cache_config(config.node.redis_url),
+            cache=cache_config(config.node.redis_url if config.node.mode == "live" else ""),
             data_engine=LiveDataEngineConfig(),
             risk_engine=LiveRiskEngineConfig(bypass=False),
             exec_engine=LiveExecEngineConfig(reconciliation=True),
             data_clients={VENUE: data_cfg},
             exec_clients={VENUE: exec_cfg},
-            timeout_connection=20.0,
-            timeout_reconciliation=10.0,
-            timeout_portfolio=10.0,
+            timeout_connection=connect_timeout(exec_cfg),
+            timeout_reconciliation=TIMEOUT_RECONCILIATION_S,
+            timeout_portfolio=TIMEOUT_PORTFOLIO_S,
             timeout_disconnection=config.sei.stop_timeout_secs + 5.0,
             timeout_post_stop=1.0,
         ),
@@ -168,7 +203,9 @@ def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_d
     register_halt_endpoint(node.kernel.msgbus, node.kernel.risk_engine,
                            on_halt=lambda reason: record_halt(session_dir.parent, reason))
     venue, _ = shared_venue(loop, data_cfg)
-    session = Session(config, node, strategy, recorder, session_dir, time.time_ns(), venue, status, signal_actor)
+    start_within = connect_timeout(exec_cfg) + TIMEOUT_RECONCILIATION_S + TIMEOUT_PORTFOLIO_S + 5.0
+    session = Session(config, node, strategy, recorder, session_dir, time.time_ns(), venue, status, signal_actor,
+                      start_within_s=start_within)
     status.collect = lambda: node_status(session)
     reason = persisted_halt(session_dir.parent)
     if reason is not None:
@@ -237,17 +274,20 @@ def run_live(config: LiveConfig, duration_secs: float | None = None, state_dir: 
     session = build_session(config, loop, session_dir)
     duration = config.node.duration_secs if duration_secs is None else duration_secs
     try:
-        connected = loop.run_until_complete(_serve(session, duration, sock_path, token))
+        outcome = loop.run_until_complete(_serve(session, duration, sock_path, token))
     finally:
         session.node.dispose()
         loop.close()
-    if not connected:
-        raise NodeStartError(f"could not connect to the venue at {config.sei.rpc_url} (log: {session_dir}/node*.log)")
+    if not outcome.connected:
+        reason = outcome.failure or "the clients had not connected when the node was stopped"
+        raise NodeStartError(f"could not connect to the venue at {config.sei.rpc_url}: {reason} (log: {session_dir}/node.json)")
     _write_session(session)
+    if outcome.failure is not None:
+        raise NodeFailure(f"{outcome.failure}; session written to {session_dir}")
     return session_dir
 
 
-async def _serve(session: Session, duration: float, sock_path: Path, token: str) -> bool:
+async def _serve(session: Session, duration: float, sock_path: Path, token: str) -> RunOutcome:
     """The node, with /health and /metrics and the operator's control socket beside it."""
     config, state_dir = session.config, session.session_dir.parent
     status = session.status_writer.collect
@@ -257,7 +297,7 @@ async def _serve(session: Session, duration: float, sock_path: Path, token: str)
     )
     session.ops_port = ops.port
     try:
-        return await run_until_stopped(session.node, duration)
+        return await run_until_stopped(session.node, duration, session.failure)
     finally:
         await control.close()
         await ops.close()

@@ -1,9 +1,13 @@
 """`flashmm record`: what the Sei data client sees, written as a tape `flashmm backtest` reads.
 
 The recorder subscribes to exactly what the strategy would (book deltas, one batch per block,
-and trades) and writes them with `data.catalog.write_catalog`, which stages the catalog and moves
-it into place only when complete: a recording interrupted by a crash leaves no half catalog, and an
-existing catalog is never overwritten.
+and trades). Every `FLUSH_BLOCKS` blocks it writes what it holds as one more Parquet part of a
+staged catalog (`data.catalog.StagedCatalog`), so a day-long recording holds a few minutes of
+data in memory, not the day; the catalog moves into place only when the recording ends, so an
+interrupted one leaves no half catalog, and an existing catalog is never overwritten.
+
+If the venue fails mid-recording (a height the feed cannot read), what was recorded up to it is
+contiguous and is kept, and the command exits non-zero saying where it stopped.
 """
 
 from __future__ import annotations
@@ -20,20 +24,35 @@ from nautilus_trader.model.enums import BookType
 from nautilus_trader.model.identifiers import InstrumentId, TraderId
 
 from adapters.sei.config import SeiDataClientConfig
-from adapters.sei.factories import SeiLiveDataClientFactory, forget_venues
+from adapters.sei.factories import SeiLiveDataClientFactory, forget_venues, shared_venue
 from app.live.config import LiveConfig
 from app.live.lifecycle import run_until_stopped
-from data.catalog import write_catalog
+from data.catalog import StagedCatalog, batch_deltas
+
+FLUSH_BLOCKS = 1500  # about 10 minutes of Sei blocks per Parquet part
+
+
+class RecordingError(RuntimeError):
+    """The recording stopped on a fault; `summary` says what was kept."""
+
+    def __init__(self, message: str, summary: dict | None) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 class TapeRecorderConfig(ActorConfig, frozen=True):
     instrument_id: InstrumentId
+    flush_blocks: int = FLUSH_BLOCKS
 
 
 class TapeRecorder(Actor):
+    """Holds the blocks since the last flush; `sink(deltas, trades)` takes each full part."""
+
     def __init__(self, config: TapeRecorderConfig) -> None:
         super().__init__(config)
         self.instrument_id = config.instrument_id
+        self.flush_blocks = config.flush_blocks
+        self.sink = None  # set once the instrument is known (the staged catalog needs it)
         self.deltas: list = []
         self.trades: list[TradeTick] = []
         self.blocks = 0
@@ -45,12 +64,27 @@ class TapeRecorder(Actor):
     def on_order_book_deltas(self, deltas: OrderBookDeltas) -> None:
         self.deltas.extend(deltas.deltas)
         self.blocks += 1
+        if self.blocks % self.flush_blocks == 0:
+            self.flush()
 
     def on_trade_tick(self, tick: TradeTick) -> None:
         self.trades.append(tick)
 
+    def flush(self, final: bool = False) -> None:
+        """Hand the blocks held so far to the sink, with the trades up to the last of them (the
+        rest wait for the next part, so parts never overlap in time; the final part takes all)."""
+        if self.sink is None or not (self.deltas or final and self.trades):
+            return
+        batch_deltas(self.deltas)  # every part ends on a block boundary (F_LAST), or this raises
+        last_ts = self.deltas[-1].ts_init if self.deltas and not final else None
+        trades = [t for t in self.trades if last_ts is None or t.ts_init <= last_ts]
+        self.trades = [t for t in self.trades if last_ts is not None and t.ts_init > last_ts]
+        self.sink(self.deltas, trades)
+        self.deltas = []
 
-def record(config: LiveConfig, out: str | Path, duration_secs: float | None = None) -> dict:
+
+def record(config: LiveConfig, out: str | Path, duration_secs: float | None = None,
+           flush_blocks: int = FLUSH_BLOCKS) -> dict:
     """Record until a signal or `duration_secs`; returns what was written."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -59,14 +93,15 @@ def record(config: LiveConfig, out: str | Path, duration_secs: float | None = No
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     forget_venues()
+    data_cfg = SeiDataClientConfig(
+        venue="SEI", rpc_url=sei.rpc_url, contract=sei.contract, chain_id=sei.chain_id or None,
+        instrument_id=sei.instrument_id, book_depth=sei.book_depth,
+    )
     node = TradingNode(
         config=TradingNodeConfig(
             trader_id=TraderId(config.node.trader_id),
             logging=LoggingConfig(log_level=config.node.log_level),
-            data_clients={"SEI": SeiDataClientConfig(
-                venue="SEI", rpc_url=sei.rpc_url, contract=sei.contract, chain_id=sei.chain_id or None,
-                instrument_id=sei.instrument_id, book_depth=sei.book_depth,
-            )},
+            data_clients={"SEI": data_cfg},
             timeout_connection=20.0,
             timeout_post_stop=0.5,
         ),
@@ -74,21 +109,45 @@ def record(config: LiveConfig, out: str | Path, duration_secs: float | None = No
     )
     node.add_data_client_factory("SEI", SeiLiveDataClientFactory)
     node.build()
-    recorder = TapeRecorder(TapeRecorderConfig(instrument_id=InstrumentId.from_str(sei.instrument_id)))
+    venue, _ = shared_venue(loop, data_cfg)
+    instrument_id = InstrumentId.from_str(sei.instrument_id)
+    recorder = TapeRecorder(TapeRecorderConfig(instrument_id=instrument_id, flush_blocks=flush_blocks))
     node.trader.add_actor(recorder)
+    staged: list[StagedCatalog] = []
+
+    def sink(deltas: list, trades: list) -> None:
+        if not staged:
+            staged.append(StagedCatalog(out, node.kernel.cache.instrument(instrument_id)))
+        staged[0].append(deltas, trades)
+
+    recorder.sink = sink
     duration = config.node.duration_secs if duration_secs is None else duration_secs
     started = time.time_ns()
+
+    def venue_failure() -> str | None:
+        return None if venue.failure is None else f"lost {sei.rpc_url} after height {venue.last_height}: {venue.failure!r:.300}"
+
     try:
-        if not loop.run_until_complete(run_until_stopped(node, duration)):
-            raise RuntimeError(f"could not connect to {sei.rpc_url}")
+        try:
+            outcome = loop.run_until_complete(run_until_stopped(node, duration, venue_failure))
+        finally:
+            node.dispose()
+            loop.close()
+        if not outcome.connected:
+            raise RuntimeError(f"could not connect to {sei.rpc_url}: {outcome.failure or 'no connection by the stop'}")
+        recorder.flush(final=True)
+        if not staged or not staged[0].deltas:
+            raise RuntimeError(f"nothing recorded from {sei.rpc_url}: no instrument or no book data arrived")
+        staged[0].commit({
+            "source": "flashmm record", "rpc_url": sei.rpc_url, "contract": sei.contract,
+            "recorded_from_ns": started, "recorded_to_ns": time.time_ns(), "synthetic": False,
+            "last_height": venue.last_height,
+        })
     finally:
-        node.dispose()
-        loop.close()
-    instrument = node.kernel.cache.instrument(InstrumentId.from_str(sei.instrument_id))
-    if instrument is None or not recorder.deltas:
-        raise RuntimeError(f"nothing recorded from {sei.rpc_url}: no instrument or no book data arrived")
-    write_catalog(out, instrument, recorder.deltas, recorder.trades, {
-        "source": "flashmm record", "rpc_url": sei.rpc_url, "contract": sei.contract,
-        "recorded_from_ns": started, "recorded_to_ns": time.time_ns(), "synthetic": False,
-    })
-    return {"out": str(out), "blocks": recorder.blocks, "deltas": len(recorder.deltas), "trades": len(recorder.trades)}
+        for part in staged:
+            part.close()
+    summary = {"out": str(out), "blocks": recorder.blocks, "deltas": staged[0].deltas, "trades": staged[0].trades,
+               "last_height": venue.last_height}
+    if outcome.failure is not None:
+        raise RecordingError(f"recording stopped early: {outcome.failure}; kept what came before it in {out}", summary)
+    return summary

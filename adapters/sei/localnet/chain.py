@@ -342,6 +342,7 @@ class Chain:
         self._app_hash = hashlib.sha256(f"genesis/{self.chain_id}/{seed}".encode()).hexdigest().upper()
         self._last_results_hash = ""
         self._store: dict[int, _Stored] = {}
+        self._pruned_through = 0  # `prune_history`: heights up to here are gone from the store
         # Check state: what CheckTx has accepted since the last commit, on top of the deliver state.
         self._check_sequence: dict[str, int] = {}
         self._check_fees: dict[str, int] = {}
@@ -375,7 +376,9 @@ class Chain:
 
     @property
     def earliest_height(self) -> int:
-        return max(1, self.height - self.config.retain_blocks + 1) if self.height else 0
+        if not self.height:
+            return 0
+        return max(1, self.height - self.config.retain_blocks + 1, self._pruned_through + 1)
 
     def status(self) -> dict[str, Any]:
         latest = self._store.get(self.height)
@@ -740,6 +743,12 @@ class Chain:
         account.sequence += by
         if address in self._check_sequence:
             self._check_sequence[address] += by
+
+    def prune_history(self) -> None:
+        """Forget every block stored so far, as a node restored from a state-sync snapshot has no
+        history: `block` and `block_results` answer "not available" below the next height."""
+        self._pruned_through = self.height
+        self._store.clear()
 
     def swallow_next(self, count: int) -> None:
         """Accept the next `count` valid txs in CheckTx (code 0, hash returned) and never include

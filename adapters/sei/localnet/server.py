@@ -5,8 +5,9 @@ FlashMM's transport talks to this exactly as it talks to a Sei RPC node, over a 
 everything between the bytes on the wire and the strategy is exercised: framing, ids, the
 subscription limit, pushes that reuse the subscribe request's id, NewBlock before the block's Tx
 events, reconnects. The fault switches (`flashmm_fault`) make the failures a live node must
-survive happen on demand: dropped sockets, stalled blocks, rejected and silently lost txs, a
-sequence taken by another signer, malformed pushes.
+survive happen on demand: dropped sockets, stalled blocks, rejected and silently lost txs, txs
+accepted whose answer is lost with the socket, a sequence taken by another signer, malformed
+pushes, and history pruned away (a node restored from a snapshot).
 
 The chain is single-threaded and runs on the server's event loop, so a block is produced and
 published between two request handlers, never during one. Each connection has an outbox drained
@@ -80,7 +81,7 @@ _ERROR_MESSAGES = {
 }
 
 FAULT_SWITCHES = ("drop_connections", "refuse_ms", "stall_ms", "reject_txs", "code", "sequence_skew", "swallow_txs",
-                  "malformed")
+                  "malformed", "prune_history", "unanswered_txs")
 
 _CONDITION = re.compile(r"\s*([A-Za-z0-9_.\-]+)\s*=\s*(?:'([^']*)'|([0-9]+))\s*")
 _AND = re.compile(r"AND(?=\s)")
@@ -175,6 +176,7 @@ class LocalnetServer:
         self._blocks: asyncio.Task | None = None
         self._stalled_until = 0.0
         self._refusing_until = 0.0  # new connections get HTTP 503 until then (an unreachable node)
+        self._unanswered = 0  # accepted txs whose answer is never sent (the socket drops instead)
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()
         # Handlers take (client, params, request id); only `subscribe` needs the id.
@@ -184,7 +186,7 @@ class LocalnetServer:
             "subscribe": self._subscribe,
             "unsubscribe": lambda c, p, i: self._unsubscribe(c, p),
             "unsubscribe_all": lambda c, p, i: self._unsubscribe_all(c, p),
-            "broadcast_tx_sync": lambda c, p, i: self._broadcast_tx_sync(p),
+            "broadcast_tx_sync": lambda c, p, i: self._broadcast_tx_sync(c, p),
             "abci_query": lambda c, p, i: self._abci_query(p),
             "block": lambda c, p, i: self._stored(self.chain.block, p),
             "block_results": lambda c, p, i: self._stored(self.chain.block_results, p),
@@ -259,7 +261,8 @@ class LocalnetServer:
         try:
             async for message in ws:
                 response, after = self._dispatch(client, message)
-                client.send(response)
+                if response is not None:
+                    client.send(response)
                 if after is not None:
                     after()
         except ConnectionClosed:
@@ -323,6 +326,8 @@ class LocalnetServer:
         after = None
         if isinstance(result, _Deferred):
             result, after = result.result, result.after
+            if result is None:
+                return None, after
         return _dumps({"jsonrpc": "2.0", "id": request_id, "result": result}), after
 
     @staticmethod
@@ -356,7 +361,7 @@ class LocalnetServer:
         client.subscriptions.clear()
         return {}
 
-    def _broadcast_tx_sync(self, params: dict[str, Any]) -> dict:
+    def _broadcast_tx_sync(self, client: _Client, params: dict[str, Any]) -> dict | _Deferred:
         _only(params, "tx")
         tx = params.get("tx")
         if not isinstance(tx, str):
@@ -366,9 +371,14 @@ class LocalnetServer:
         except (binascii.Error, ValueError):
             raise RpcError(INVALID_PARAMS, "tx: not valid base64") from None
         try:
-            return self.chain.check_tx(raw).to_json()
+            checked = self.chain.check_tx(raw)
         except MempoolFull as e:
             raise RpcError(INTERNAL_ERROR, str(e)) from None
+        if self._unanswered and checked.code == 0:
+            # In the mempool, but the answer is lost with the connection: the sender cannot know.
+            self._unanswered -= 1
+            return _Deferred(None, lambda: client.send(_DROP))
+        return checked.to_json()
 
     def _abci_query(self, params: dict[str, Any]) -> dict:
         _only(params, "path", "data", "height", "prove")
@@ -418,6 +428,9 @@ class LocalnetServer:
         drop = switches.get("drop_connections", False)
         if not isinstance(drop, bool):
             raise RpcError(INVALID_PARAMS, "drop_connections: must be a boolean")
+        prune = switches.get("prune_history", False)
+        if not isinstance(prune, bool):
+            raise RpcError(INVALID_PARAMS, "prune_history: must be a boolean")
         stall_ms = _count(switches, "stall_ms")
         refuse_ms = _count(switches, "refuse_ms")
         reject = _count(switches, "reject_txs")
@@ -435,6 +448,7 @@ class LocalnetServer:
                 raise RpcError(INVALID_PARAMS, "sequence_skew: needs a localnet account address and by >= 1")
         swallow = _count(switches, "swallow_txs")
         malformed = _count(switches, "malformed")
+        unanswered = _count(switches, "unanswered_txs")
 
         if refuse_ms:
             self._refusing_until = asyncio.get_running_loop().time() + refuse_ms / 1000
@@ -446,6 +460,10 @@ class LocalnetServer:
             self.chain.skew_sequence(skew["address"], by)
         if swallow is not None:
             self.chain.swallow_next(swallow)
+        if prune:
+            self.chain.prune_history()
+        if unanswered is not None:
+            self._unanswered = unanswered
         clients = list(self._clients)
 
         def after() -> None:
@@ -460,14 +478,14 @@ class LocalnetServer:
                     client.send(_DROP)
 
         applied = [name for name in FAULT_SWITCHES
-                   if name in switches and name != "code" and (name != "drop_connections" or drop)]
+                   if name in switches and name != "code" and switches[name] is not False]
         log.info("fault injected: %s", {k: switches[k] for k in switches})
         return applied, after
 
 
 @dataclass(frozen=True, slots=True)
 class _Deferred:
-    result: dict[str, Any]
+    result: dict[str, Any] | None  # None: no response at all
     after: Callable[[], None]
 
 
