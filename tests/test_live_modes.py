@@ -85,6 +85,38 @@ def test_record_then_backtest_the_recording(tmp_path, busy_tape):
     assert metrics["events_processed"] >= summary["deltas"] + summary["trades"]
 
 
+
+def test_a_recording_cut_short_by_the_venue_keeps_what_it_had_and_exits_1(tmp_path, busy_tape):
+    """The RPC node comes back without the blocks missed while it was unreachable: the tape cannot
+    go on without a hole, so the recording stops there, keeping the contiguous part before it."""
+    import time
+
+    net, _ = start_localnet(busy_tape, None, None)
+    out = tmp_path / "recorded"
+    try:
+        config = node_config(net, tmp_path, strategy())
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "record", "--config", str(config), "--out", str(out),
+                                 "--duration", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            time.sleep(8)
+            net.fault(drop_connections=True, refuse_ms=2000)
+            time.sleep(1.0)
+            net.fault(prune_history=True)
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        net.stop()
+    assert proc.returncode == 1, stdout[-2000:] + stderr[-2000:]
+    assert "recording stopped early" in stderr and "lost" in stderr
+    summary = last_json(stdout)
+    assert summary["blocks"] >= 5 and summary["deltas"] > 0
+    tape = open_tape(out)
+    assert sum(len(part) for part, _ in tape.parts()) == summary["blocks"]
+    assert tape.meta["last_height"] == summary["last_height"]
+
 def test_parity_reports_agreement_pnl_and_latency(tmp_path, busy_catalog):
     config = tmp_path / "parity.toml"
     text = (ROOT / "backtests/configs/parity.toml").read_text()
@@ -119,3 +151,53 @@ def test_parity_matching_by_side_price_block_and_quantity():
     matched, qty, used = _match(backtest, live, tolerance=2)
     assert (matched, qty, used) == (2, D("50"), 1)
     assert _match(backtest, live, tolerance=3)[:2] == (3, D("100"))
+
+
+def test_a_long_recording_is_written_in_parts_that_read_back_as_one_tape(tmp_path, busy_tape):
+    """`flashmm record` keeps only the blocks since its last part in memory. The parts, with the
+    trades split at block boundaries, must read back as exactly the tape that was fed in."""
+    from nautilus_trader.model.identifiers import InstrumentId
+
+    from app.live.record import TapeRecorder, TapeRecorderConfig
+    from data.catalog import StagedCatalog
+
+    batches, trades = [], []
+    for part_batches, part_trades in busy_tape.parts():
+        batches += part_batches
+        trades += part_trades
+    recorder = TapeRecorder(TapeRecorderConfig(instrument_id=InstrumentId.from_str(str(busy_tape.instrument.id)),
+                                               flush_blocks=97))
+    parts: list[tuple[int, int]] = []
+    with StagedCatalog(tmp_path / "rec", busy_tape.instrument) as staged:
+        def sink(deltas, part_trades):
+            parts.append((len(deltas), len(part_trades)))
+            staged.append(deltas, part_trades)
+
+        recorder.sink = sink
+        pending = iter(trades)
+        trade = next(pending, None)
+        for batch in batches:  # as the data client publishes: a block's trades, then its book batch
+            while trade is not None and trade.ts_init <= batch.ts_init:
+                recorder.on_trade_tick(trade)
+                trade = next(pending, None)
+            recorder.on_order_book_deltas(batch)
+        while trade is not None:
+            recorder.on_trade_tick(trade)
+            trade = next(pending, None)
+        assert len(recorder.deltas) < sum(len(b.deltas) for b in batches[:97])  # bounded, not the whole tape
+        recorder.flush(final=True)
+        staged.commit({"source": "test"})
+
+    assert len(parts) == -(-len(batches) // 97) >= 3
+    assert sum(n for n, _ in parts) == sum(len(b.deltas) for b in batches)
+    assert sum(n for _, n in parts) == len(trades)
+    back = open_tape(tmp_path / "rec")
+    back_batches, back_trades = [], []
+    for part_batches, part_trades in back.parts():
+        back_batches += part_batches
+        back_trades += part_trades
+    assert [(b.ts_init, [(d.action, d.order.side, d.order.price, d.order.size) for d in b.deltas])
+            for b in back_batches] == \
+           [(b.ts_init, [(d.action, d.order.side, d.order.price, d.order.size) for d in b.deltas]) for b in batches]
+    assert [(t.ts_init, t.price, t.size, t.trade_id) for t in back_trades] == \
+           [(t.ts_init, t.price, t.size, t.trade_id) for t in trades]
