@@ -123,15 +123,16 @@ def test_parity_reports_agreement_pnl_and_latency(tmp_path, busy_catalog):
     text = text.replace('catalog = "../../data/sample"', f'catalog = "{busy_catalog}"')
     text = text.replace('start = "+2min"', 'start = "+10s"').replace('end = "+5min"', 'end = "+50s"')
     config.write_text(text)
-    out = subprocess.run([sys.executable, "-m", "app.cli", "parity", "--config", str(config), "--out", str(tmp_path),
-                          "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    # Relative paths from the user's working directory, as `flashmm parity` is run by hand.
+    out = subprocess.run([sys.executable, "-m", "app.cli", "parity", "--config", "parity.toml", "--out", "runs",
+                          "--json"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     report = last_json(out.stdout)
     assert report["backtest_fills"] > 0 and report["live_fills"] > 0
     assert 0 < report["fill_agreement"] <= 1
     assert report["matched_fills"] <= min(report["backtest_fills"], report["live_fills"])
     assert report["tick_to_tx_ms_p50"] is not None and report["txs_failed"] == 0
-    assert Path(report["report_file"]).is_file()
+    assert (tmp_path / report["report_file"]).is_file()
 
 
 def test_parity_matching_by_side_price_block_and_quantity():

@@ -92,6 +92,8 @@ def node_config(net: LocalnetThread, workdir: Path, strategy: dict, signal: dict
                 mode: str = "live", paper: dict | None = None) -> Path:
     """Write a node TOML for `net` (and the dev key file it names, mode 600) into `workdir`; its
     sessions go to a fresh short directory under /tmp (`node.state_dir` in the TOML)."""
+    # Absolute: the node runs from another directory, and the TOML's relative paths are from its own.
+    workdir = Path(workdir).resolve()
     key_file = workdir / "localnet.key"
     write_key_file(key_file, derive_key(net.config.seed, "dev"))
     # Sessions hold the control socket, and a Unix socket path may not exceed 107 bytes.
