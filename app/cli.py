@@ -39,7 +39,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from backtests.bench import run_bench, run_sweep_bench
 
     if args.sweep:
-        report = run_sweep_bench(args.config, points=args.points, end=args.end, catalog=args.catalog)
+        report = run_sweep_bench(args.config, points=args.points, end=args.end, catalog=args.catalog,
+                                 repeats=args.repeats)
     else:
         report = run_bench(args.config, catalog=args.catalog, end=args.end)
         if not args.no_live:
@@ -261,8 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sweep", action="store_true",
                        help="instead: sweep scaling, the same points with 1 and with 2 worker processes")
     bench.add_argument("--points", type=int, default=8, help="sweep points for --sweep (default 8)")
+    bench.add_argument("--repeats", type=int, default=3,
+                       help="--sweep: run 1 and 2 workers this many times, alternating; the best of each counts (default 3)")
     bench.add_argument("--no-live", action="store_true", help="skip the live node's tick-to-tx latency on the localnet")
-    bench.add_argument("--live-seconds", type=float, default=30.0, help="length of the live latency session (default 30)")
+    bench.add_argument("--live-seconds", type=float, default=120.0,
+                       help="length of the live latency session (default 120: about 100 txs, enough for a p99)")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(func=_cmd_bench)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -192,3 +193,31 @@ def test_a_node_that_loses_the_chain_pulls_its_quotes_and_exits_non_zero(tmp_pat
     status = json.loads((session_dir / "status.json").read_text())
     assert status["connected"] is False
     assert (session_dir / "metrics.json").exists()
+
+
+def test_a_stop_while_the_node_is_unreachable_still_cancels_everything_once_it_is_back(tmp_path, busy_tape):
+    """SIGTERM lands while the RPC node turns connections away (a restart, a network blip): the
+    graceful stop must keep trying, within its timeout, rather than give up with quotes resting."""
+    net, _ = start_localnet(busy_tape, None, None)
+
+    def stop_while_unreachable(proc) -> None:
+        deadline = time.monotonic() + 60
+        while not net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"]):
+            assert time.monotonic() < deadline and proc.poll() is None, "the node never quoted"
+            time.sleep(0.2)
+        net.fault(drop_connections=True, refuse_ms=4000)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+
+    try:
+        config = node_config(net, tmp_path, strategy())
+        code, output = run_to_exit(config, timeout_s=120, during=stop_while_unreachable)
+        left = net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"])
+    finally:
+        net.stop()
+    assert code == 0, output[-3000:]
+    assert left == []
+    assert "no open orders of ours left on the venue" in output
+    # The cancels queued while it was cut off went out once it was back, with a timeout height
+    # from the chain's head, not from the stale blocks it was still replaying (refused: code 30).
+    assert "tx timeout height" not in output and "OrderCancelRejected" not in output

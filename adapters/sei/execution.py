@@ -219,16 +219,23 @@ class SeiExecutionClient(LiveExecutionClient):
 
         `cancel_all` is sent again while orders stay open with nothing in flight (it failed, or
         an order landed after it), still at most one tx per block. With the block stream dead,
-        nothing in flight can be seen to land, so the contract's open orders alone decide."""
+        nothing in flight can be seen to land, so the contract's open orders alone decide. A node
+        that cannot be reached is asked again (the caller bounds the wait): a stop that comes
+        during a reconnect must not leave the quotes resting."""
         self._drop_unsent_places()
         self._buffer.append(_Action("cancel_all", {"cancel_all": {}}))
         while True:
             blind = self._sei.failure is not None
             if not self._buffer and (blind or not self._inflight):
-                if not await self._open_orders():
+                try:
+                    left = await self._open_orders()
+                except (asyncio.TimeoutError, VenueError, RpcError, OSError) as exc:
+                    self._log.warning(f"cannot read our open orders ({exc!r}); asking again")
+                    left = None
+                if left == []:
                     self._log.info("no open orders of ours left on the venue")
                     return
-                if not self._buffer and (blind or not self._inflight):
+                if left and not self._buffer and (blind or not self._inflight):
                     self._buffer.append(_Action("cancel_all", {"cancel_all": {}}))
             if self._buffer and self._flush_task is None and (blind or self._tx_block < self._sei.last_height):
                 self._schedule_flush()
@@ -258,7 +265,7 @@ class SeiExecutionClient(LiveExecutionClient):
             "post_only": bool(order.is_post_only),
         }
         if self._cfg.order_expiry_blocks:
-            body["expiry_height"] = self._sei.last_height + self._cfg.order_expiry_blocks
+            body["expiry_height"] = self._sei.transport.head_height + self._cfg.order_expiry_blocks
         self._queue(_Action("place", {"place_order": body}, order.client_order_id))
         self.stats.places += 1
 
@@ -336,19 +343,19 @@ class SeiExecutionClient(LiveExecutionClient):
         places = [a for a in self._buffer if a.kind == "place"]
         actions = (cancels + places)[:limit]
         self._buffer = (cancels + places)[limit:]
-        height = self._sei.last_height
+        self._tx_block = self._sei.last_height
+        head = self._sei.transport.head_height
         if self._sei.failure is not None:
-            # Blind (the stream is dead, typically while the stop's cancel_all goes out): a timeout
-            # height counted from the last block seen may already be past, and the tx refused.
+            # Blind (the stream is dead, typically while the stop's cancel_all goes out): the chain
+            # has moved on since the last block seen.
             try:
-                height = max(height, await self._sei.transport.head_height())
+                head = max(head, await self._sei.transport.read_head_height())
             except (asyncio.TimeoutError, VenueError, RpcError, OSError, ValueError) as exc:
-                self._log.warning(f"chain height unknown ({exc!r}); timeout height from block {height}")
-        self._tx_block = height
+                self._log.warning(f"chain height unknown ({exc!r}); timeout height from block {head}")
         trigger_ns = self._sei.last_received_ns
         started_ns = self._batch_started_ns
         msg = {"batch": {"actions": [a.body for a in actions]}}
-        timeout_height = height + self._cfg.timeout_blocks
+        timeout_height = head + self._cfg.timeout_blocks
         try:
             sub = await self._sei.transport.submit(msg, timeout_height=timeout_height, actions=len(actions))
         except TxFateUnknown as exc:

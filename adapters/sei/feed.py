@@ -300,6 +300,7 @@ class BlockFeed:
         self.contract = contract
         self.tx_wait_ms = tx_wait_ms
         self.last_height = 0
+        self.head_height = 0  # the highest height the node has shown to exist (pushes, status reads)
         self.backfilled_blocks = 0
         self.fallback_blocks = 0
         self.malformed = 0
@@ -415,6 +416,7 @@ class BlockFeed:
                 self._skip(MalformedError(f"NewBlock height {header.height} is past the node's latest ({latest})"), data)
                 await self._catch_up()
                 return
+        self.head_height = max(self.head_height, header.height)
         for height in range(self.last_height + 1, header.height):
             await self._backfill(height)
         wait = self.tx_wait_ms / 1000
@@ -505,8 +507,9 @@ class BlockFeed:
         """The node's latest height, asked now."""
         status = await self.rpc.call("status", {})
         sync_info = _field(status, "sync_info", "status")
-        latest = _field(sync_info, "latest_block_height", "status.sync_info")
-        return _height(latest, "status.sync_info", minimum=0)
+        latest = _height(_field(sync_info, "latest_block_height", "status.sync_info"), "status.sync_info", minimum=0)
+        self.head_height = max(self.head_height, latest)
+        return latest
 
     async def _block(self, height: int) -> _Header:
         result = await self.rpc.call("block", {"height": str(height)})

@@ -90,10 +90,17 @@ class VenueTransport(ABC):
         """Sign and send `msg` (a batch of `actions` actions); the fee covers that many. Raises
         `TxFateUnknown` when the tx went out unanswered, any other error when it cannot have."""
 
+    @property
     @abstractmethod
-    async def head_height(self) -> int:
-        """The chain's latest height, asked of the node now: what a tx's timeout height must be
-        counted from when the block stream has died and its last height is stale."""
+    def head_height(self) -> int:
+        """The highest height the venue has shown to exist so far, at least the last block handed
+        out. A tx's timeout height counts from here: while missed blocks are replayed, the block
+        being handled can be far behind the chain, and a timeout from it already past."""
+
+    @abstractmethod
+    async def read_head_height(self) -> int:
+        """The chain's latest height, asked of the node now (the block stream has died, so
+        `head_height` has stopped moving)."""
 
     @abstractmethod
     async def resync(self) -> None:
@@ -177,7 +184,11 @@ class CosmosTransport(VenueTransport):
     def blocks(self) -> AsyncIterator[VenueBlock]:
         return self.feed.__aiter__()
 
-    async def head_height(self) -> int:
+    @property
+    def head_height(self) -> int:
+        return max(self.latest_height, self.feed.head_height)
+
+    async def read_head_height(self) -> int:
         return await self.feed.node_height()
 
     async def resync(self) -> None:
