@@ -343,6 +343,7 @@ def test_a_missed_new_block_is_backfilled_before_the_next():
             got = await take(blocks, 4)
             assert [content(b) for b in got] == [chain.expected(h) for h in (1, 2, 3, 4)]
             assert [b.backfilled for b in got] == [False, True, True, False]
+            assert feed.head_height == 4  # what timeout heights count from, not the replayed block
             assert feed.backfilled_blocks == 2
             await rpc.close()
 
@@ -494,6 +495,7 @@ def test_a_new_block_claiming_a_height_past_the_node_is_skipped_not_backfilled()
             got = await take(blocks, 2)
             assert [content(b) for b in got] == [chain.expected(2), chain.expected(3)]
             assert feed.backfilled_blocks == 0
+            assert feed.head_height == 3  # the forged height was never believed
             await rpc.close()
 
     run(scenario())
