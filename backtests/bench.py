@@ -174,7 +174,10 @@ def run_sweep_bench(config_path: str, points: int = 8, end: str | None = None, c
                     pd.testing.assert_frame_equal(reference, table)
     best = {w: min(t) for w, t in timings.items()}
     speedup = best[1] / best[2]
-    runs = lambda w: ", ".join(f"{t:.2f}" for t in timings[w])  # noqa: E731
+
+    def runs(workers: int) -> str:
+        return ", ".join(f"{t:.2f}" for t in timings[workers])
+
     text = "\n".join([
         f"sweep scaling: {points} points, window start .. {end}, signal off "
         f"(engine loop {point_seconds:.2f} s per point), best of {repeats}",
