@@ -38,6 +38,18 @@ def strategy() -> dict:
     return {**raw, "use_signal": False, "order_size": 50.0}
 
 
+def open_orders(net) -> list[dict]:
+    """The dev account's open orders, as the contract lists them."""
+    return net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"])
+
+
+def wait_until_quoting(net, proc, what: str = "the node") -> None:
+    deadline = time.monotonic() + 60
+    while not open_orders(net):
+        assert time.monotonic() < deadline and proc.poll() is None, f"{what} never quoted"
+        time.sleep(0.2)
+
+
 def assert_node_agrees_with_chain(run) -> dict:
     metrics = json.loads((run.session_dir / "metrics.json").read_text())
     fills = pd.read_parquet(run.session_dir / "fills.parquet")
@@ -119,13 +131,10 @@ def test_orders_left_by_a_killed_node_are_cancelled_when_the_next_one_starts(tmp
         config = node_config(net, tmp_path, strategy())
         proc = subprocess.Popen([sys.executable, "-m", "app.cli", "live", "--config", str(config)], cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while not net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"]):
-            assert time.monotonic() < deadline and proc.poll() is None, "the first node never quoted"
-            time.sleep(0.2)
+        wait_until_quoting(net, proc, "the first node")
         proc.kill()  # SIGKILL: no graceful stop, its quotes stay on the book
         proc.wait()
-        left = net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"])
+        left = open_orders(net)
         assert left
         session_dir, output = run_node(config, duration_s=8)
         run = read_back(net, replay, session_dir, output)
@@ -172,10 +181,7 @@ def test_a_node_that_loses_the_chain_pulls_its_quotes_and_exits_non_zero(tmp_pat
     net, _ = start_localnet(busy_tape, None, None)
 
     def lose_history(proc) -> None:
-        deadline = time.monotonic() + 60
-        while not net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"]):
-            assert time.monotonic() < deadline and proc.poll() is None, "the node never quoted"
-            time.sleep(0.2)
+        wait_until_quoting(net, proc)
         net.fault(drop_connections=True, refuse_ms=2000)
         time.sleep(1.0)  # blocks are made while it cannot connect...
         net.fault(prune_history=True)  # ...and then forgotten
@@ -183,7 +189,7 @@ def test_a_node_that_loses_the_chain_pulls_its_quotes_and_exits_non_zero(tmp_pat
     try:
         config = node_config(net, tmp_path, strategy())
         code, output = run_to_exit(config, timeout_s=120, during=lose_history)
-        left = net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"])
+        left = open_orders(net)
     finally:
         net.stop()
     assert code == 1, output[-3000:]
@@ -201,10 +207,7 @@ def test_a_stop_while_the_node_is_unreachable_still_cancels_everything_once_it_i
     net, _ = start_localnet(busy_tape, None, None)
 
     def stop_while_unreachable(proc) -> None:
-        deadline = time.monotonic() + 60
-        while not net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"]):
-            assert time.monotonic() < deadline and proc.poll() is None, "the node never quoted"
-            time.sleep(0.2)
+        wait_until_quoting(net, proc)
         net.fault(drop_connections=True, refuse_ms=4000)
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
@@ -212,7 +215,7 @@ def test_a_stop_while_the_node_is_unreachable_still_cancels_everything_once_it_i
     try:
         config = node_config(net, tmp_path, strategy())
         code, output = run_to_exit(config, timeout_s=120, during=stop_while_unreachable)
-        left = net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"])
+        left = open_orders(net)
     finally:
         net.stop()
     assert code == 0, output[-3000:]
