@@ -163,6 +163,18 @@ def run_to_exit(config: Path, timeout_s: float, during=None) -> tuple[int, str]:
         return proc.returncode, out.read()
 
 
+
+def run_through_fault(tmp_path, tape, fault) -> tuple[int, str, list[dict]]:
+    """`flashmm live` on a fresh localnet until it ends by itself; `fault(proc)` runs meanwhile.
+    Returns (exit status, output, our orders left open on the chain)."""
+    net, _ = start_localnet(tape, None, None)
+    try:
+        code, output = run_to_exit(node_config(net, tmp_path, strategy()), timeout_s=120,
+                                   during=lambda proc: fault(net, proc))
+        return code, output, open_orders(net)
+    finally:
+        net.stop()
+
 def test_a_node_that_cannot_reach_the_chain_exits_non_zero_instead_of_idling(tmp_path, busy_tape):
     net, _ = start_localnet(busy_tape, None, None)
     try:
@@ -178,20 +190,13 @@ def test_a_node_that_loses_the_chain_pulls_its_quotes_and_exits_non_zero(tmp_pat
     """The node's RPC comes back without the history it missed (restored from a snapshot): the
     blocks it would need to backfill, and any fill in them, are gone. It must not trade on blind;
     it cancels everything and exits 1, so its supervisor starts one that reconciles from scratch."""
-    net, _ = start_localnet(busy_tape, None, None)
-
-    def lose_history(proc) -> None:
+    def lose_history(net, proc) -> None:
         wait_until_quoting(net, proc)
         net.fault(drop_connections=True, refuse_ms=2000)
         time.sleep(1.0)  # blocks are made while it cannot connect...
         net.fault(prune_history=True)  # ...and then forgotten
 
-    try:
-        config = node_config(net, tmp_path, strategy())
-        code, output = run_to_exit(config, timeout_s=120, during=lose_history)
-        left = open_orders(net)
-    finally:
-        net.stop()
+    code, output, left = run_through_fault(tmp_path, busy_tape, lose_history)
     assert code == 1, output[-3000:]
     assert "lost the venue" in output
     assert left == []
@@ -204,20 +209,13 @@ def test_a_node_that_loses_the_chain_pulls_its_quotes_and_exits_non_zero(tmp_pat
 def test_a_stop_while_the_node_is_unreachable_still_cancels_everything_once_it_is_back(tmp_path, busy_tape):
     """SIGTERM lands while the RPC node turns connections away (a restart, a network blip): the
     graceful stop must keep trying, within its timeout, rather than give up with quotes resting."""
-    net, _ = start_localnet(busy_tape, None, None)
-
-    def stop_while_unreachable(proc) -> None:
+    def stop_while_unreachable(net, proc) -> None:
         wait_until_quoting(net, proc)
         net.fault(drop_connections=True, refuse_ms=4000)
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
 
-    try:
-        config = node_config(net, tmp_path, strategy())
-        code, output = run_to_exit(config, timeout_s=120, during=stop_while_unreachable)
-        left = open_orders(net)
-    finally:
-        net.stop()
+    code, output, left = run_through_fault(tmp_path, busy_tape, stop_while_unreachable)
     assert code == 0, output[-3000:]
     assert left == []
     assert "no open orders of ours left on the venue" in output
