@@ -113,7 +113,7 @@ def free_port() -> int:
 @pytest.fixture
 def redis_url(tmp_path):
     binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed (.ci/run installs Debian's redis-server)"
+    assert binary, "redis-server is not installed: `sudo apt-get install redis-server` (scripts/test.sh installs it)"
     port = free_port()
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -3,15 +3,12 @@ detail page, and the plotly charts must be drawn (SVG paths with data), not mere
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from urllib.parse import quote
-
-import pytest
 
 from browser import chromium_path, open_page
 from conftest import ARTIFACTS, ROOT
@@ -26,11 +23,13 @@ CHARTS_DRAWN = """(() => {
   if (failure) return {exception: failure.innerText};
   const plots = [...document.querySelectorAll('.js-plotly-plot')].map(p => ({
     title: (p.querySelector('.gtitle') || {}).textContent,
-    lines: [...p.querySelectorAll('.scatterlayer path.js-line')].filter(e => (e.getAttribute('d') || '').length > 20).length,
+    lines: [...p.querySelectorAll('.scatterlayer path.js-line')]
+      .filter(e => (e.getAttribute('d') || '').length > 20).length,
     markers: p.querySelectorAll('.scatterlayer path.point').length,
   }));
   const code = document.querySelector('[data-testid="stCode"]');
-  const ready = plots.length >= 5 && plots.every(p => p.lines + p.markers > 0) && code && code.innerText.includes('half_spread_bps');
+  const ready = plots.length >= 5 && plots.every(p => p.lines + p.markers > 0)
+    && code && code.innerText.includes('half_spread_bps');
   return ready ? {plots} : null;
 })()"""
 
@@ -56,9 +55,8 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90.0) -> No
 
 
 def test_run_detail_renders_its_charts_in_headless_chromium(demo_runs, tmp_path):
-    if chromium_path() is None:
-        message = "chromium is not installed (apt-get install chromium); .ci/run installs it"
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    assert chromium_path() is not None, (
+        "chromium is not installed: `sudo apt-get install chromium` (bash scripts/test.sh installs it)")
     port = free_port()
     log = (tmp_path / "app.log").open("w")
     app = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--runs", str(demo_runs.root), "--port", str(port)],

@@ -33,6 +33,8 @@ from nautilus_trader.core.uuid import UUID4
 from nautilus_trader.model.enums import TradingState
 from nautilus_trader.model.events import OrderRejected
 from nautilus_trader.model.identifiers import AccountId
+from scripted import ScriptConfig, Scripted, evolve
+from tapebuilder import write_tape
 
 from app.cli import build_parser
 from app.live import control, ops
@@ -60,11 +62,9 @@ from app.live.logs import (
 from backtests.config import parse_config
 from backtests.runner import build_engine, stream
 from data.catalog import open_tape
-from scripted import ScriptConfig, Scripted, evolve
 from strategies.config import ConfigError, parse_strategy_config
 from strategies.control import register_halt_endpoint
 from strategies.market_maker import MarketMaker
-from tapebuilder import write_tape
 
 ROOT = Path(__file__).resolve().parent.parent
 MNEMONIC = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
@@ -428,7 +428,8 @@ def test_unknown_command_and_failing_handler_answer_with_the_error(state_dir):
 
     server = loops.run(start_control_server(path, token, {"halt": fail}))
     try:
-        assert ask(path, {"token": token, "command": "dance"}) == {"ok": False, "error": "unknown command 'dance'; known: halt"}
+        assert ask(path, {"token": token, "command": "dance"}) == {"ok": False,
+                                                                   "error": "unknown command 'dance'; known: halt"}
         with pytest.raises(ControlError, match="refused 'halt': halt failed: risk engine busy"):
             send_command(state_dir, "halt")
     finally:
@@ -513,7 +514,8 @@ def test_operator_halt_is_the_kill_switch_path_and_resume_reenables(engine_with_
     assert persisted_halt(tmp_path) is None
 
     answer = handlers["halt"]({"command": "halt", "reason": "maintenance"})
-    assert answer == {"halted": True, "was_halted": False, "halt_reason": "operator: maintenance", "trading_state": "HALTED"}
+    assert answer == {"halted": True, "was_halted": False, "halt_reason": "operator: maintenance",
+                      "trading_state": "HALTED"}
     assert risk.trading_state == TradingState.HALTED and strategy.halted
     assert halted_by == ["operator: maintenance"]  # through the FlashMM.halt endpoint, as the kill switch
     assert persisted_halt(tmp_path) == "operator: maintenance"  # a restart now starts halted
@@ -555,7 +557,8 @@ def test_cli_live_status_halt_resume_against_a_running_node(node_control):
     assert json.loads(out.stdout) == {"ok": True, "halt": True}
     env = {**os.environ, "FLASHMM_STATE_DIR": str(session.parent)}
     assert flashmm("live", "resume", env=env).returncode == 0  # the state dir from the service's environment
-    assert [(n, r.get("reason")) for n, r in recorder.calls] == [("status", None), ("halt", "gas spike"), ("resume", None)]
+    assert [(n, r.get("reason")) for n, r in recorder.calls] == [("status", None), ("halt", "gas spike"),
+                                                                 ("resume", None)]
 
 
 def test_cli_live_control_without_a_running_node_exits_2(state_dir):
@@ -570,8 +573,9 @@ def test_cli_live_control_without_a_running_node_exits_2(state_dir):
 def test_cli_live_status_finds_the_state_dir_from_the_config(node_control, tmp_path):
     session, _, _ = node_control
     config = tmp_path / "node.toml"
-    config.write_text((ROOT / "deploy/node.toml").read_text().replace(
-        'state_dir = "/var/lib/flashmm/live"', f'state_dir = "{session.parent}"').replace('contract = ""', 'contract = "sei1x"'))
+    config.write_text((ROOT / "deploy/node.toml").read_text()
+                      .replace('state_dir = "/var/lib/flashmm/live"', f'state_dir = "{session.parent}"')
+                      .replace('contract = ""', 'contract = "sei1x"'))
     out = flashmm("live", "status", "--config", str(config))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["last_block_height"] == 7
@@ -624,7 +628,8 @@ def test_serve_refuses_a_bad_environment_naming_the_variable(env, message):
 
 def test_serve_accepts_the_key_variable_the_config_names(tmp_path):
     config = tmp_path / "node.toml"
-    config.write_text((ROOT / "deploy/node.toml").read_text().replace("[sei]\n", '[sei]\nkey_env = "FLASHMM_DESK_KEY"\n'))
+    config.write_text((ROOT / "deploy/node.toml").read_text().replace("[sei]\n",
+                                                                      '[sei]\nkey_env = "FLASHMM_DESK_KEY"\n'))
     assert config_from_env({"FLASHMM_CONFIG": str(config), "FLASHMM_CONTRACT": "c", "FLASHMM_DESK_KEY": HEX_KEY})
     with pytest.raises(ConfigError, match="FLASHMM_SEI_MNEMONIC"):  # no longer the key's variable here
         config_from_env({"FLASHMM_CONFIG": str(config), "FLASHMM_CONTRACT": "c", "FLASHMM_SEI_MNEMONIC": MNEMONIC})
@@ -686,7 +691,7 @@ def test_compose_runs_the_entry_point_with_variables_it_knows():
     assert args.func.__name__ == "_cmd_serve"
     # The ops port: published on the host's loopback only, the same port inside, the default one.
     (port,) = node["ports"]
-    published = "${FLASHMM_OPS_PORT:-%d}" % NodeSection().ops_port
+    published = f"${{FLASHMM_OPS_PORT:-{NodeSection().ops_port:d}}}"
     assert port == f"127.0.0.1:{published}:{published}"
     assert node["environment"]["FLASHMM_OPS_HOST"] == "0.0.0.0"  # reachable through the published port
     # Paths the environment names are where the volumes are mounted.
@@ -722,7 +727,8 @@ def test_dockerfile_builds_the_image_compose_runs():
     assert json.loads(dict(lines)["CMD"]) == compose()["services"]["node"]["command"]
     # Non-root, and only after everything is installed.
     user = dict(lines)["USER"]
-    assert user not in ("root", "0") and instructions.index("USER") > max(i for i, k in enumerate(instructions) if k == "RUN")
+    assert user not in ("root", "0") and instructions.index("USER") > max(
+        i for i, k in enumerate(instructions) if k == "RUN")
     assert "--uid 10001" in lines[instructions.index("RUN")][1]  # README: the key file is owned by uid 10001
     # CPU torch pinned as pyproject pins it, first; then the project with the pinned closure.
     run = " ".join(v for k, v in lines if k == "RUN")
@@ -876,7 +882,8 @@ def test_audit_log_records_every_order_event_with_both_ids_and_never_a_secret(tm
             "c": [("submit", "SELL", "0.3995", "10.0"), ("reject", "SELL", "0.3995", "10.0")],
         }
         for r in lines[1:]:
-            assert r["strategy_id"] == "Scripted-000" and r["instrument_id"] == "SEI/USDC.SEI" and r["ts"].startswith("2026-01-05")
+            assert (r["strategy_id"] == "Scripted-000" and r["instrument_id"] == "SEI/USDC.SEI"
+                    and r["ts"].startswith("2026-01-05"))
             assert (r["venue_order_id"] is None) == (r["event"] in ("submit", "reject")), r
         fill = next(r for r in lines if r["event"] == "fill")
         assert (fill["liquidity"], fill["trade_id"] is not None) == ("MAKER", True)
@@ -961,10 +968,8 @@ def test_node_json_log_is_json_lines_and_never_contains_the_key(tmp_path):
     assert "abandon" not in everything and HEX_KEY not in everything
 
 
-def test_readme_deploy_steps_name_what_the_files_define():
-    readme = (ROOT / "README.md").read_text()
-    deploy = readme.split("## Deploy on a VPS", 1)[1].split("\n## ", 1)[0]
-    assert readme.index("## Deploy on a VPS") < readme.index("## Strategy v1")
+def test_deploy_guide_steps_name_what_the_files_define():
+    deploy = (ROOT / "docs/deploy.md").read_text()
     c, env, service = compose(), env_example(), unit()["Service"]
     for volume in c["volumes"]:  # docker compose names volumes <project>_<volume>
         assert f"{c['name']}_{volume}" in deploy
@@ -985,7 +990,8 @@ def test_the_node_tells_the_data_client_whether_to_leave_out_its_own_orders(mode
     from app.live.config import LiveConfig, NodeSection, SeiSection
     from app.live.node import _client_configs
 
-    config = LiveConfig(node=NodeSection(mode=mode), sei=SeiSection(contract="sei1contract", exclude_own_orders=exclude))
+    config = LiveConfig(node=NodeSection(mode=mode),
+                        sei=SeiSection(contract="sei1contract", exclude_own_orders=exclude))
     data, _, _ = _client_configs(config)
     assert data.exclude_own_orders is exclude
     assert LiveConfig().sei.exclude_own_orders  # on unless turned off

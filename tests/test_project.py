@@ -22,14 +22,62 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_second():
     commands = re.findall(r"```bash\n(.+?)\n```", setup)
     assert len(commands) == 2
     assert "flashmm backtest --config backtests/configs/sample.toml" in commands[0]
-    assert "pytest" in commands[1]
     ci = (ROOT / ".ci/run").read_text().splitlines()
     assert commands[1] in ci
 
 
+def test_the_test_command_installs_system_packages_then_lints_and_runs_the_suite(tmp_path):
+    """scripts/test.sh on a machine without redis-server and chromium: it asks apt-get for exactly
+    those (through sudo when not root), builds the venv, runs ruff and then pytest with the given
+    arguments, in that order, and stops at the first failure. The outside world (apt-get, sudo,
+    python3, the venv's tools) is replaced by recorders on PATH; the script itself runs for real."""
+    calls = tmp_path / "calls.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    recorder = f"#!/bin/sh\necho \"$(basename \"$0\") $*\" >> {calls}\n"
+    (bin_dir / "apt-get").write_text(recorder)
+    # sudo records itself, then runs what it was given (apt-get, the recorder above).
+    (bin_dir / "sudo").write_text(recorder + 'exec "$@"\n')
+    (bin_dir / "id").write_text("#!/bin/sh\necho 1000\n")
+    (bin_dir / "python3").write_text(
+        recorder + 'case "$1" in -c) exit 0;; -m) mkdir -p .venv/bin; for t in pip ruff python; do '
+        f'cp {bin_dir}/apt-get .venv/bin/$t; done;; esac\n')
+    for path in bin_dir.iterdir():
+        path.chmod(0o755)
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / "scripts/test.sh").write_text((ROOT / "scripts/test.sh").read_text())
+    # This machine's /usr/bin may hold redis-server and chromium: the PATH gets only the basic tools.
+    env = {"PATH": f"{bin_dir}:{_bin_without(tmp_path, 'redis-server', 'chromium')}", "HOME": str(tmp_path)}
+    out = subprocess.run(["bash", str(repo / "scripts/test.sh"), "-k", "quick"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    log = calls.read_text().splitlines()
+    assert log[0] == "python3 -c " + log[0].split(" -c ", 1)[1]  # the version check comes first
+    assert "sudo apt-get update -qq" in log
+    assert any(line.startswith("sudo apt-get install") and line.endswith("redis-server chromium") for line in log)
+    assert "python3 -m venv .venv" in log
+    pip = [line for line in log if line.startswith("pip install")]
+    assert "torch==2.13.0" in pip[0] and "-e .[test]" in pip[1]  # torch first: the CPU wheel
+    assert log[-2:] == ["ruff check .", "python -m pytest -n 2 -k quick"]
+
+
+def _bin_without(tmp_path: Path, *names: str) -> Path:
+    """A copy of the commands the script needs from /usr/bin and /bin, without `names`."""
+    keep = tmp_path / "sysbin"
+    keep.mkdir()
+    for tool in ("bash", "dirname", "basename", "cat", "mkdir", "cp", "env", "sh"):
+        for base in ("/usr/bin", "/bin"):
+            if (Path(base) / tool).exists() and tool not in names:
+                (keep / tool).symlink_to(Path(base) / tool)
+                break
+    return keep
+
+
 def test_torch_is_the_cpu_build_and_no_nvidia_packages():
     assert metadata.version("torch").startswith("2.13.0")
-    nvidia = sorted(d.metadata["Name"] for d in metadata.distributions() if d.metadata["Name"].lower().startswith("nvidia-"))
+    nvidia = sorted(d.metadata["Name"] for d in metadata.distributions()
+                    if d.metadata["Name"].lower().startswith("nvidia-"))
     assert nvidia == []
     assert metadata.version("nautilus_trader") == "1.221.0"
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import bech32
 import ecdsa
 import pytest
-from Crypto.Hash import RIPEMD160, keccak
 from cosmpy.crypto.keypairs import PublicKey
 from cosmpy.mnemonic import derive_child_key_from_mnemonic
 from cosmpy.protos.cosmos.bank.v1beta1.tx_pb2 import MsgSend
 from cosmpy.protos.cosmos.tx.v1beta1.tx_pb2 import AuthInfo, TxBody, TxRaw
 from cosmpy.protos.cosmwasm.wasm.v1.tx_pb2 import MsgExecuteContract
+from Crypto.Hash import RIPEMD160, keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,8 +28,8 @@ from adapters.sei.codec import WASM_EXECUTE_TYPE_URL, TxDecodeError, decode_tx, 
 from adapters.sei.events import Event, EventDecodeError, decode_events, wasm_events
 from adapters.sei.keys import KeyFileError, KeyLoadError, Signer, load_signer
 
-# In CI the repository is a clean clone with shared/ beside it.
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "sei"
+# A real Sei mainnet tx, carried in the repository (see tests/fixtures/sei/README.md).
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sei"
 FIXTURE = FIXTURES / "sei_mainnet_tx_79268744.json"
 
 # BIP-39 test vectors (entropy 00..00 and 7f..7f); public, never fund them.
@@ -42,7 +42,7 @@ ENV = "FLASHMM_SEI_MNEMONIC"
 
 @pytest.fixture(scope="module")
 def fixture() -> dict:
-    assert FIXTURE.is_file(), f"Sei fixture missing: expected {FIXTURE} (shared/ beside the repository)"
+    assert FIXTURE.is_file(), f"Sei fixture missing: expected {FIXTURE}"
     return json.loads(FIXTURE.read_text())
 
 
@@ -220,7 +220,8 @@ def _b64(text: str) -> str:
 
 def test_event_helpers_and_nulls():
     (event,) = decode_events(
-        [{"type": "wasm-trade", "attributes": [{"key": _b64("k"), "value": _b64("1")}, {"key": _b64("k"), "value": None}]}]
+        [{"type": "wasm-trade",
+          "attributes": [{"key": _b64("k"), "value": _b64("1")}, {"key": _b64("k"), "value": None}]}]
     )
     assert event == Event("wasm-trade", (("k", "1"), ("k", "")))
     assert (event.get("k"), event.get("missing"), event.all("k")) == ("1", None, ("1", ""))
@@ -251,10 +252,13 @@ _json = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
     max_leaves=20,
 )
-_b64_or_junk = st.one_of(st.binary(max_size=12).map(lambda b: base64.b64encode(b).decode()), st.text(max_size=16), _json)
-_attribute = st.one_of(st.fixed_dictionaries({"key": _b64_or_junk, "value": _b64_or_junk, "index": st.booleans()}), _json)
+_b64_or_junk = st.one_of(st.binary(max_size=12).map(lambda b: base64.b64encode(b).decode()), st.text(max_size=16),
+                         _json)
+_attribute = st.one_of(st.fixed_dictionaries({"key": _b64_or_junk, "value": _b64_or_junk, "index": st.booleans()}),
+                       _json)
 _event = st.one_of(
-    st.fixed_dictionaries({"type": st.one_of(st.text(max_size=12), _json), "attributes": st.one_of(st.lists(_attribute, max_size=4), _json)}),
+    st.fixed_dictionaries({"type": st.one_of(st.text(max_size=12), _json),
+                           "attributes": st.one_of(st.lists(_attribute, max_size=4), _json)}),
     _json,
 )
 
@@ -368,7 +372,8 @@ def test_signer_never_shows_its_secret_and_signs_verifiably(monkeypatch):
     message = b"SignDoc bytes"
     signature = signer.sign(message)
     assert len(signature) == 64
-    verifying_key = ecdsa.VerifyingKey.from_string(signer.public_key_bytes, curve=ecdsa.SECP256k1, hashfunc=hashlib.sha256)
+    verifying_key = ecdsa.VerifyingKey.from_string(signer.public_key_bytes, curve=ecdsa.SECP256k1,
+                                                   hashfunc=hashlib.sha256)
     assert verifying_key.verify(signature, message)
     assert PublicKey(signer.public_key_bytes).verify(message, signature)
     assert not PublicKey(signer.public_key_bytes).verify(message + b"!", signature)

@@ -22,18 +22,25 @@ import pytest
 from cosmpy.crypto.keypairs import PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_sei_rpc import CometServer, ServerError, eventually, fast_client, json_values, query_matches, run
 
 from adapters.sei.events import Event
 from adapters.sei.feed import (
-    NEW_BLOCK_QUERY, BlockFeed, FeedError, MalformedError, TxOutcome, VenueBlock, block_time_ns, tx_query,
+    NEW_BLOCK_QUERY,
+    BlockFeed,
+    FeedError,
+    MalformedError,
+    TxOutcome,
+    VenueBlock,
+    block_time_ns,
+    tx_query,
 )
 from adapters.sei.keys import Signer
 from adapters.sei.rpc import CometRpc
 from adapters.sei.tx import build_execute_tx
-from test_sei_rpc import CometServer, ServerError, eventually, fast_client, json_values, query_matches, run
 
 CHAIN_ID = "flashmm-localnet-1"
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "sei" / "sei_mainnet_tx_79268744.json"
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "sei" / "sei_mainnet_tx_79268744.json"
 T0_NS = 1_714_566_896_000_000_000  # 2024-05-01T12:34:56Z
 
 
@@ -100,7 +107,8 @@ def mainnet_tx() -> CannedTx:
     """The real pacific-1 tx: another contract, real events."""
     fixture = json.loads(FIXTURE.read_text())
     plain = [
-        (e["type"], [(base64.b64decode(a["key"]).decode(), base64.b64decode(a["value"] or "").decode()) for a in e["attributes"]])
+        (e["type"],
+         [(base64.b64decode(a["key"]).decode(), base64.b64decode(a["value"] or "").decode()) for a in e["attributes"]])
         for e in fixture["events"]
     ]
     result = {"data": None, "log": "[]", "gas_wanted": "3000000", "gas_used": "2000000", "events": fixture["events"]}
@@ -120,7 +128,8 @@ def placed(order_id: str, side: str = "buy") -> tuple[str, list[tuple[str, str]]
 def fill(trade: str) -> list[tuple[str, list[tuple[str, str]]]]:
     return [
         ("wasm-trade", [("trade_id", trade), ("price", "0.4213"), ("quantity", "4"), ("taker_side", "sell"),
-                        ("maker_order_id", "1"), ("taker_order_id", "9"), ("maker", TRADER.address), ("taker", "sei1taker")]),
+                        ("maker_order_id", "1"), ("taker_order_id", "9"), ("maker", TRADER.address),
+                        ("taker", "sei1taker")]),
         ("wasm-filled", [("order_id", "1"), ("client_order_id", "c1"), ("owner", TRADER.address), ("side", "buy"),
                          ("liquidity", "maker"), ("trade_id", trade), ("price", "0.4213"), ("quantity", "4"),
                          ("remaining_quantity", "6"), ("fee", "0uusdc")]),
@@ -147,7 +156,8 @@ class Chain:
         txs = [_b64(tx.raw) for tx in self.blocks[height - 1]]
         return {
             "header": {"version": {"block": "11"}, "chain_id": CHAIN_ID, "height": str(height),
-                       "time": self.time_text(height), "last_block_id": {"hash": "AB" * 32, "parts": {"total": 1, "hash": "CD" * 32}},
+                       "time": self.time_text(height),
+                       "last_block_id": {"hash": "AB" * 32, "parts": {"total": 1, "hash": "CD" * 32}},
                        "data_hash": "EF" * 32, "proposer_address": "01" * 20},
             "data": {"txs": txs},
             "evidence": {"evidence": []},
@@ -197,7 +207,8 @@ class Chain:
             height = int(params["height"])
             if not 1 <= height <= self.latest:
                 raise ServerError(-32603, "Internal error",
-                                  f"height {height} must be less than or equal to the current blockchain height {self.latest}")
+                                  f"height {height} must be less than or equal to the current blockchain height "
+                                  f"{self.latest}")
             return height
 
         async def block(params: dict) -> dict:
@@ -213,7 +224,8 @@ class Chain:
 
         server.handlers.update(status=status, block=block, block_results=block_results)
 
-    async def publish(self, server: CometServer, height: int, *, new_block: bool = True, tx_events: bool = True) -> None:
+    async def publish(self, server: CometServer, height: int, *, new_block: bool = True,
+                      tx_events: bool = True) -> None:
         """Commit `height`, then push NewBlock and the Tx events in block order, as CometBFT does."""
         self.latest = height
         if new_block:
@@ -591,7 +603,8 @@ def _kind(value: Any) -> str:
 
 
 def wrong_values(original: Any) -> list[Any]:
-    return [v for v in _SUBSTITUTES if _kind(v) != _kind(original) and not (v is None and isinstance(original, list | str))]
+    return [v for v in _SUBSTITUTES if _kind(v) != _kind(original)
+            and not (v is None and isinstance(original, list | str))]
 
 
 def paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
@@ -686,7 +699,7 @@ def test_junk_pushes_never_crash_the_feed_nor_change_its_blocks(plan):
             await eventually(lambda: any(m == "status" for m, _, _ in server.requests), "the first status")
             await chain.publish(server, 1)
             got = await take(blocks, 1)
-            for height, step in zip(JUNK_HEIGHTS, plan):
+            for height, step in zip(JUNK_HEIGHTS, plan, strict=True):
                 chain.latest = height
                 for item in step["before"]:
                     await send_junk(server, item)
