@@ -129,7 +129,8 @@ def _run_node(config, duration: float | None, state_dir: str | None) -> int:
 def _live_control(args: argparse.Namespace) -> int:
     from app.live.control import ControlError, send_command
 
-    state_dir = args.state_dir or (_live_config(args).node.state_dir if args.config else os.environ.get("FLASHMM_STATE_DIR"))
+    state_dir = args.state_dir or (_live_config(args).node.state_dir if args.config
+                                   else os.environ.get("FLASHMM_STATE_DIR"))
     if not state_dir:
         raise ValueError(f"flashmm live {args.action}: name the node's state dir with --state-dir DIR or --config FILE "
                          "(or set $FLASHMM_STATE_DIR)")
@@ -150,7 +151,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         resolved = config.to_dict()
         url = urlsplit(resolved["node"]["redis_url"])
         if url.password:
-            resolved["node"]["redis_url"] = url._replace(netloc=url.netloc.replace(f":{url.password}@", ":***@")).geturl()
+            resolved["node"]["redis_url"] = url._replace(
+                netloc=url.netloc.replace(f":{url.password}@", ":***@")).geturl()
         print(json.dumps(resolved, indent=2))
         return 0
     return _run_node(config, None, None)
@@ -255,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="events/s of the bare engine vs the full FlashMM stack, and peak RSS",
                            description="Benchmark: the same tape through the bare engine and the full stack.")
-    bench.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "backtests/configs/sample.toml"),
+    bench.add_argument("--config",
+                       default=str(Path(__file__).resolve().parent.parent / "backtests/configs/sample.toml"),
                        help="backtest config providing the tape and strategy (default: the sample)")
     bench.add_argument("--catalog", help="catalog directory (overrides run.catalog)")
     bench.add_argument("--end", help="window end, e.g. +1h (default: whole tape; +1h with --sweep)")
@@ -263,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="instead: sweep scaling, the same points with 1 and with 2 worker processes")
     bench.add_argument("--points", type=int, default=8, help="sweep points for --sweep (default 8)")
     bench.add_argument("--repeats", type=int, default=3,
-                       help="--sweep: run 1 and 2 workers this many times, alternating; the best of each counts (default 3)")
+                       help="--sweep: run 1 and 2 workers this many times, alternating; "
+                            "the best of each counts (default 3)")
     bench.add_argument("--no-live", action="store_true", help="skip the live node's tick-to-tx latency on the localnet")
     bench.add_argument("--live-seconds", type=float, default=120.0,
                        help="length of the live latency session (default 120: about 100 txs, enough for a p99)")

@@ -123,7 +123,8 @@ def run_bench(config_path: str, catalog: str | None = None, end: str | None = No
         f"full / bare throughput ratio:        {ratio:.3f}",
         f"no-orders / bare throughput ratio:   {quiet_ratio:.3f}",
         f"NT touch quoter / bare ratio:        {nt['events_per_sec'] / bare['events_per_sec']:.3f} "
-        f"({(nt['wall_seconds'] - bare['wall_seconds']) / max(nt['orders'], 1) * 1e6:,.0f} us per order, NautilusTrader alone)",
+        f"({(nt['wall_seconds'] - bare['wall_seconds']) / max(nt['orders'], 1) * 1e6:,.0f} us per order, "
+        "NautilusTrader alone)",
         f"cost per order sent (submit, events, cancel): {order_cost_us:,.0f} us",
         f"strategy per-block callback p50/p99: {_us(full['callback_us_p50'])} / {_us(full['callback_us_p99'])}",
     ])
@@ -184,7 +185,7 @@ def run_sweep_bench(config_path: str, points: int = 8, end: str | None = None, c
         f"1 worker:  {best[1]:.2f} s  (runs: {runs(1)})",
         f"2 workers: {best[2]:.2f} s  (runs: {runs(2)})",
         f"speedup:   {speedup:.2f}x (goal >= 1.8x on 2 cores); "
-        f"per pair: {', '.join(f'{a / b:.2f}x' for a, b in zip(timings[1], timings[2]))}",
+        f"per pair: {', '.join(f'{a / b:.2f}x' for a, b in zip(timings[1], timings[2], strict=True))}",
     ])
     return {"points": points, "end": end, "repeats": repeats, "seconds_1_worker": best[1],
             "seconds_2_workers": best[2], "runs_1_worker": timings[1], "runs_2_workers": timings[2],

@@ -65,11 +65,11 @@ from hftbacktest import (
     event_dtype,
 )
 from hftbacktest.order import BUY
-from numba import njit, types
-from numba.typed import Dict
 from nautilus_trader.model.book import OrderBook
 from nautilus_trader.model.data import TradeTick
 from nautilus_trader.model.enums import AggressorSide, BookAction, BookType, OrderSide
+from numba import njit, types
+from numba.typed import Dict
 
 from data.catalog import Tape
 
@@ -112,7 +112,7 @@ def tape_to_hbt_events(tape: Tape, start_ns: int | None = None, end_ns: int | No
                 rows.append((kind | DEPTH_SIDE[delta.order.side], ts, delta.order.price.as_double(), qty))
     events = np.zeros(len(rows), dtype=event_dtype)
     if rows:
-        ev, ts, px, qty = zip(*rows)
+        ev, ts, px, qty = zip(*rows, strict=True)
         events["ev"] = np.asarray(ev, dtype=np.uint64) | np.uint64(FEED)
         events["exch_ts"] = ts
         events["local_ts"] = ts

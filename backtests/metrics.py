@@ -110,7 +110,8 @@ def compute(
     equity_1m = _sample(timeline, start_ns, end_ns, 60 * NS)["equity"].to_numpy(float)
     metrics["sharpe"], metrics["sortino"] = _sharpe_sortino(np.diff(equity_1m))
     eq = timeline["equity"].to_numpy(float)
-    metrics["max_drawdown"] = float(np.max(np.maximum.accumulate(np.concatenate([[0.0], eq]))[1:] - eq)) if len(eq) else 0.0
+    metrics["max_drawdown"] = (float(np.max(np.maximum.accumulate(np.concatenate([[0.0], eq]))[1:] - eq))
+                               if len(eq) else 0.0)
     metrics["turnover"] = float((fills["price"] * fills["qty"]).sum())
     metrics["spread_improvement_pct"] = _spread_improvement(tob, quotes, start_ns, end_ns)
 
@@ -219,7 +220,8 @@ def _inventory_stats(timeline: pd.DataFrame, limits: Limits, start_ns: int, end_
                 "time_at_limit_pct": 0.0}
     mean = float((inv * dur).sum() / total)
     std = float(math.sqrt(max(((inv - mean) ** 2 * dur).sum() / total, 0.0)))
-    room = np.minimum(limits.max_position - np.abs(inv), limits.max_notional / np.where(mid > 0, mid, np.inf) - np.abs(inv))
+    room = np.minimum(limits.max_position - np.abs(inv),
+                      limits.max_notional / np.where(mid > 0, mid, np.inf) - np.abs(inv))
     at_limit = room < limits.order_size
     return {
         "inventory_mean": mean,

@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -116,7 +116,8 @@ def run_backtest(
     engine.dispose()
 
     signals = pd.DataFrame(recorder.signals, columns=SIGNAL_COLUMNS)
-    run_dir = _write_run(config, out, metrics, analytics, orders, quotes, signals if signal_actor else None) if write else None
+    run_dir = (_write_run(config, out, metrics, analytics, orders, quotes, signals if signal_actor else None)
+               if write else None)
     return RunResult(run_dir, metrics, analytics, orders, quotes, strategy, cash_change, base_change, signals)
 
 
@@ -243,7 +244,7 @@ def orders_frame(cache, strategy_id) -> pd.DataFrame:
 
 def _write_run(config: BacktestConfig, out, metrics, analytics: Analytics, orders, quotes, signals) -> Path:
     base = Path(out or config.run.out)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run_dir = base / f"{config.run.name}-{stamp}-s{config.run.seed}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True, exist_ok=False)
     resolved = config.to_dict()

@@ -136,7 +136,8 @@ def collect(spec: SweepSpec, out: Path, hashes: dict[str, str]) -> pd.DataFrame:
     for point in spec.points:
         row: dict[str, Any] = {"point_id": point.point_id, **point.params}
         if spec.windows:
-            row.update(window=point.window, **dict(zip(("run.start", "run.end"), spec.windows[point.window])))
+            row.update(window=point.window,
+                       **dict(zip(("run.start", "run.end"), spec.windows[point.window], strict=True)))
         run_dir = out / point.point_id
         # A failed point may have left an older run of itself behind; its metrics are not this point's.
         metrics = _read_json(run_dir / "metrics.json") if _finished(run_dir, hashes[point.point_id]) else None

@@ -161,7 +161,7 @@ def _grid(grid: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: [grid] `{key}` must be a non-empty list of values")
-    return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+    return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
 
 def _random(table: dict[str, Any], path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

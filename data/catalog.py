@@ -21,8 +21,8 @@ from nautilus_trader.model.book import OrderBook
 from nautilus_trader.model.data import BookOrder, OrderBookDelta, OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import AggressorSide, BookAction, BookType, OrderSide, RecordFlag
 from nautilus_trader.model.identifiers import InstrumentId
-from nautilus_trader.model.objects import Quantity
 from nautilus_trader.model.instruments import Instrument
+from nautilus_trader.model.objects import Quantity
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
 import data.instrument  # noqa: F401  (registers the SEI currency before instruments are read back)

@@ -139,7 +139,11 @@ class SignalEngine:
 
     def summary(self) -> dict:
         lat = np.asarray(self.latencies_us) if self.latencies_us else np.zeros(0)
-        pct = (lambda q: float(np.percentile(lat, q)) if len(lat) else None)
-        return {**self.stats, "trips": dict(self.stats["trips"]), "model_id": self.model.model_id if self.model else None,
+
+        def pct(q):
+            return float(np.percentile(lat, q)) if len(lat) else None
+
+        return {**self.stats, "trips": dict(self.stats["trips"]),
+                "model_id": self.model.model_id if self.model else None,
                 "inference_us_p50": pct(50), "inference_us_p99": pct(99),
                 "inference_us_mean": float(lat.mean()) if len(lat) else None}

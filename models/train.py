@@ -225,7 +225,8 @@ def _walk_forward(frame, bounds, folds, horizon_blocks, threshold_bps, hidden, e
             probs = model(torch.from_numpy(w["test"]["x"].astype(np.float32))).double().numpy()
         y = w["test"]["y"]
         results.append({
-            "fold": i + 1, "fit_until": iso_utc(cuts[i]), "test": [iso_utc(cuts[i]), iso_utc(cuts[i + 1])], "labelled": int(len(y)),
+            "fold": i + 1, "fit_until": iso_utc(cuts[i]), "test": [iso_utc(cuts[i]), iso_utc(cuts[i + 1])],
+            "labelled": int(len(y)),
             "mlp": metrics.evaluate(y, probs), "prior": metrics.evaluate(y, np.tile(prior, (len(y), 1))),
             "fallback": metrics.evaluate(y, fallback_probs(w["test"]["frame"])),
         })
@@ -312,16 +313,20 @@ def _window_bounds(tape, train_until, valid_until, end) -> dict[str, tuple[int, 
     t_end = tape.end_ns if t_end is None else min(t_end, tape.end_ns)
     t_valid = parse_time(valid_until, tape, "valid_until")
     if t_train <= start:
-        raise ValueError(f"train_until {iso_utc(t_train)} is not after the tape start {iso_utc(start)}: the train window is empty")
+        raise ValueError(f"train_until {iso_utc(t_train)} is not after the tape start {iso_utc(start)}: "
+                         "the train window is empty")
     if t_valid is None:
         if t_train >= t_end:
-            raise ValueError(f"train_until {iso_utc(t_train)} is not before the end {iso_utc(t_end)}: the test window is empty")
+            raise ValueError(f"train_until {iso_utc(t_train)} is not before the end {iso_utc(t_end)}: "
+                             "the test window is empty")
         t_split = start + int((t_train - start) * (1 - VALID_SHARE))
         return {"train": (start, t_split, False), "valid": (t_split, t_train, False), "test": (t_train, t_end, True)}
     if t_valid <= t_train:
-        raise ValueError(f"valid_until {iso_utc(t_valid)} must be after train_until {iso_utc(t_train)}: the valid window is empty")
+        raise ValueError(f"valid_until {iso_utc(t_valid)} must be after train_until {iso_utc(t_train)}: "
+                         "the valid window is empty")
     if t_valid >= t_end:
-        raise ValueError(f"valid_until {iso_utc(t_valid)} is not before the end {iso_utc(t_end)}: the test window is empty")
+        raise ValueError(f"valid_until {iso_utc(t_valid)} is not before the end {iso_utc(t_end)}: "
+                         "the test window is empty")
     return {"train": (start, t_train, False), "valid": (t_train, t_valid, False), "test": (t_valid, t_end, True)}
 
 
@@ -467,7 +472,8 @@ def train(
     tr, va, te = w["train"], w["valid"], w["test"]
 
     default_moves = (-threshold_bps, 0.0, threshold_bps)
-    class_moves = [float(tr["move"][tr["y"] == k].mean()) if np.any(tr["y"] == k) else default_moves[k] for k in range(3)]
+    class_moves = [float(tr["move"][tr["y"] == k].mean()) if np.any(tr["y"] == k) else default_moves[k]
+                   for k in range(3)]
 
     with _deterministic(seed):
         # Scaler, prior and class statistics from the train window only.
@@ -481,7 +487,8 @@ def train(
             raw = {name: uncalibrated(torch.from_numpy(w[name]["x"].astype(np.float32))).double().numpy()
                    for name in ("valid", "test")}
         logreg = _fit_logreg(tr["x"][:, FEATURE_NAMES.index(baseline_feature)], tr["y"])
-        walk_forward = _walk_forward(frame, bounds, folds, horizon_blocks, threshold_bps, hidden, epochs, seed) if folds else []
+        walk_forward = (_walk_forward(frame, bounds, folds, horizon_blocks, threshold_bps, hidden, epochs, seed)
+                        if folds else [])
     t_train = time.perf_counter() - t0 - t_features
 
     # Out-of-sample scores on the test window.
@@ -521,7 +528,8 @@ def train(
         },
         "expected_move": {
             "class_mean_move_bps": class_moves,
-            "test_corr": float(np.corrcoef(expected, te["move"])[0, 1]) if np.std(expected) > 0 and np.std(te["move"]) > 0 else None,
+            "test_corr": (float(np.corrcoef(expected, te["move"])[0, 1])
+                          if np.std(expected) > 0 and np.std(te["move"]) > 0 else None),
             "test_mae_bps": float(np.mean(np.abs(expected - te["move"]))),
         },
         "training": {**{k: v for k, v in training.items()}},
@@ -599,7 +607,8 @@ def render_report(report: dict) -> str:
     for key, label in _ROWS:
         s = report["test"][key]
         label = label.format(feature=report.get("baseline_feature", "L1 imbalance"))
-        lines.append(f"{label:<32} {_fmt(s['log_loss']):>9} {_fmt(s['accuracy']):>9} {_fmt(s['auc']):>7} {_fmt(s['ece']):>7}")
+        lines.append(f"{label:<32} {_fmt(s['log_loss']):>9} {_fmt(s['accuracy']):>9} {_fmt(s['auc']):>7} "
+                     f"{_fmt(s['ece']):>7}")
     cal = report["calibration"]
     lines += [
         "",
@@ -610,7 +619,7 @@ def render_report(report: dict) -> str:
     ]
     em = report["expected_move"]
     lines.append("class mean move (train, bps): " + ", ".join(
-        f"{c} {m:+.3f}" for c, m in zip(lab["classes"], em["class_mean_move_bps"]))
+        f"{c} {m:+.3f}" for c, m in zip(lab["classes"], em["class_mean_move_bps"], strict=True))
         + f"; expected move vs realised on test: corr {_fmt(em['test_corr'], '.3f')}, MAE {em['test_mae_bps']:.3f} bps")
     tr = report["training"]
     lines.append(f"training: {tr['epochs_run']} epochs, best {tr['best_epoch']} "

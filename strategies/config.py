@@ -121,7 +121,8 @@ def parse_strategy_config(raw: dict[str, Any]) -> MarketMakerConfig:
 
 def friendly_error(message: str, prefix: str = "") -> str:
     """msgspec's "Object contains unknown field `x` - at `$.run`" -> "unknown key `run.x`"."""
-    for pattern, label in (("Object contains unknown field", "unknown key"), ("Object missing required field", "missing key")):
+    for pattern, label in (("Object contains unknown field", "unknown key"),
+                           ("Object missing required field", "missing key")):
         found = re.match(pattern + r" `(.+?)`(?: - at `\$\.?(.*)`)?$", message)
         if found:
             path = ".".join(p for p in (prefix, found[2] or "", found[1]) if p)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tapebuilder import Block, write_tape
+
 from backtests.config import parse_config
 from backtests.runner import RunResult, run_backtest
-from tapebuilder import Block, write_tape
 
 BASE_STRATEGY = {
     "instrument_id": "SEI/USDC.SEI",

@@ -9,11 +9,11 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.objects import Price, Quantity
 from nautilus_trader.trading.config import StrategyConfig
 from nautilus_trader.trading.strategy import Strategy
+from tapebuilder import MS, T0, Block, ladder, write_tape
 
 from backtests.config import parse_config
 from backtests.runner import build_engine, stream
 from data.catalog import open_tape
-from tapebuilder import MS, T0, Block, ladder, write_tape
 
 
 class ScriptConfig(StrategyConfig, frozen=True):
@@ -85,7 +85,8 @@ def run_script(tmp_path, blocks, actions, venue=None):
         result[tag] = {
             "fills": [(float(e.last_px), float(e.last_qty)) for e in fills],
             "fill_ms": [(e.ts_event - T0) // MS for e in fills],
-            "accepted_ms": next(((e.ts_event - T0) // MS for e in order.events if type(e).__name__ == "OrderAccepted"), None),
+            "accepted_ms": next(((e.ts_event - T0) // MS for e in order.events if type(e).__name__ == "OrderAccepted"),
+                                None),
             "status": order.status_string(),
             "commission": sum(float(e.commission) for e in fills),
             "liquidity": {e.liquidity_side.name for e in fills},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -177,7 +177,7 @@ def test_live_page_reads_the_node_status(tmp_path):
 
     session = state / "paper-20260101T000000-000001"
     session.mkdir()
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     (session / "status.json").write_text(json.dumps({
         "mode": "paper", "updated_at": now, "connected": True, "last_block_height": 1234, "last_block_age_s": 0.4,
         "halted": False, "pnl": 1.25, "inventory": -300.0, "fills": 7,

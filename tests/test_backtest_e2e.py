@@ -40,7 +40,8 @@ def config_for(tape: Path, tmp: Path, **strategy) -> dict:
 @pytest.mark.slow
 def test_cli_backtest_on_the_bundled_sample(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "app.cli", "backtest", "--config", str(SAMPLE_CONFIG), "--out", str(tmp_path), "--quiet"],
+        [sys.executable, "-m", "app.cli", "backtest", "--config", str(SAMPLE_CONFIG), "--out", str(tmp_path),
+         "--quiet"],
         capture_output=True, text=True, cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]

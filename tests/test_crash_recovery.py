@@ -36,7 +36,8 @@ def strategy() -> dict:
 
 
 def open_orders(net) -> list:
-    return net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"])
+    return net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}},
+                                                   chain.height)["orders"])
 
 
 def placed_ids(net) -> list[str]:

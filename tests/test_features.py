@@ -19,7 +19,7 @@ from nautilus_trader.model.enums import AggressorSide, BookAction, BookType
 from nautilus_trader.model.objects import Quantity
 
 from data.catalog import Tape, open_tape
-from models.features import FEATURE_NAMES, OnlineFeatures, WINDOWS, offline_features, stream_features
+from models.features import FEATURE_NAMES, WINDOWS, OnlineFeatures, offline_features, stream_features
 from models.labels import CLASSES, make_labels
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -69,7 +69,8 @@ def perturb_after(stream: Stream, cut_ns: int) -> Stream:
             elif isinstance(item, TradeTick):
                 side = AggressorSide.SELLER if item.aggressor_side == AggressorSide.BUYER else AggressorSide.BUYER
                 size = Quantity(item.size.as_double() * 5, item.size.precision)
-                new.append(TradeTick(item.instrument_id, item.price, size, side, item.trade_id, item.ts_event, item.ts_init))
+                new.append(TradeTick(item.instrument_id, item.price, size, side, item.trade_id, item.ts_event,
+                                     item.ts_init))
             else:
                 new.append(OrderBookDeltas(item.instrument_id, [_tripled(d) for d in item.deltas]))
         out.append(new)
@@ -103,7 +104,7 @@ def test_online_matches_offline(tape: Tape, start_min: int, end_min: int):
     np.testing.assert_array_equal(off["ts"].to_numpy(), ts)
     np.testing.assert_array_equal(off["mid"].to_numpy(), mids)
     diff = np.abs(off[FEATURE_NAMES].to_numpy() - online).max(axis=0)
-    worst = {name: d for name, d in zip(FEATURE_NAMES, diff) if not d <= 1e-9}
+    worst = {name: d for name, d in zip(FEATURE_NAMES, diff, strict=True) if not d <= 1e-9}
     assert worst == {}
 
 

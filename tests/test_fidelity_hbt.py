@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from nautilus_trader.model.book import OrderBook
 from nautilus_trader.model.enums import BookType
+from tapebuilder import Block, ladder, steady, write_tape
 
 from backtests.fidelity_hbt import WAIT_FEED, WAIT_TIMEOUT_NS, build_backtest, run_hftbacktest, tape_to_hbt_events
 from data.catalog import open_tape
-from tapebuilder import Block, ladder, steady, write_tape
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data/sample"
 MIN = 60 * 1_000_000_000

@@ -40,7 +40,8 @@ def strategy() -> dict:
 
 def open_orders(net) -> list[dict]:
     """The dev account's open orders, as the contract lists them."""
-    return net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}}, chain.height)["orders"])
+    return net.call(lambda chain: chain.clob.query({"open_orders": {"owner": chain.dev.address}},
+                                                   chain.height)["orders"])
 
 
 def wait_until_quoting(net, proc, what: str = "the node") -> None:

@@ -76,7 +76,8 @@ def test_record_then_backtest_the_recording(tmp_path, busy_tape):
         book.apply_deltas(batch)
         if book.best_bid_price() is not None and book.best_ask_price() is not None:
             assert book.best_bid_price() < book.best_ask_price()
-    bt = subprocess.run([sys.executable, "-m", "app.cli", "backtest", "--config", str(ROOT / "backtests/configs/sample.toml"),
+    bt = subprocess.run([sys.executable, "-m", "app.cli", "backtest", "--config",
+                         str(ROOT / "backtests/configs/sample.toml"),
                          "--catalog", str(out), "--signal", "off", "--out", str(tmp_path / "runs"), "--quiet"],
                         capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert bt.returncode == 0, bt.stderr[-2000:]
@@ -96,7 +97,8 @@ def test_a_recording_cut_short_by_the_venue_keeps_what_it_had_and_exits_1(tmp_pa
     try:
         config = node_config(net, tmp_path, strategy())
         proc = subprocess.Popen([sys.executable, "-m", "app.cli", "record", "--config", str(config), "--out", str(out),
-                                 "--duration", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                                 "--duration", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 cwd=ROOT)
         try:
             time.sleep(8)
             net.fault(drop_connections=True, refuse_ms=2000)

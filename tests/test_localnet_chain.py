@@ -83,7 +83,8 @@ def test_genesis_accounts_and_market(chain):
     config = chain.config
     for denom, amount in config.dev_bank:
         assert chain.balance(chain.dev.address, denom) == amount
-    free = {b["denom"]: int(b["free"]) for b in chain.clob.query({"balances": {"owner": chain.dev.address}}, 0)["balances"]}
+    free = {b["denom"]: int(b["free"])
+            for b in chain.clob.query({"balances": {"owner": chain.dev.address}}, 0)["balances"]}
     assert free == dict(config.dev_deposit)
     assert chain.clob.query({"market": {}}, 0)["taker_fee_rate"] == "0.0005"
     assert chain.height == 0 and chain.status()["sync_info"]["latest_block_height"] == "0"
@@ -122,12 +123,15 @@ def _drop_signatures(raw: bytes) -> bytes:
 # (case, make the tx from the chain, code, codespace, text the log must hold)
 REJECTIONS = [
     ("wrong chain id", lambda c: sign(c, place("a"), chain_id="pacific-1"), 4, "sdk",
-     "signature verification failed; please verify account number ({number}), sequence (0) and chain-id (flashmm-localnet-1): unauthorized"),
-    ("wrong account number", lambda c: sign(c, place("a"), account_number=5), 4, "sdk", "signature verification failed"),
+     "signature verification failed; please verify account number ({number}), sequence (0) and chain-id "
+     "(flashmm-localnet-1): unauthorized"),
+    ("wrong account number", lambda c: sign(c, place("a"), account_number=5), 4, "sdk",
+     "signature verification failed"),
     ("sequence ahead", lambda c: sign(c, place("a"), sequence=3), 32, "sdk",
      "account sequence mismatch, expected 0, got 3: incorrect account sequence"),
     ("bad signature", lambda c: _flip_signature(sign(c, place("a"))), 4, "sdk", "signature verification failed"),
-    ("signed by a key that is not the sender's", lambda c: _sender_swap(c), 8, "sdk", "pubKey does not match signer address"),
+    ("signed by a key that is not the sender's", lambda c: _sender_swap(c), 8, "sdk",
+     "pubKey does not match signer address"),
     ("fee below gas limit x min gas price", lambda c: sign(c, place("a"), fee_amount=FEE - 1), 13, "sdk",
      f"insufficient fees; got: {FEE - 1}usei required: {FEE}usei: insufficient fee"),
     ("fee in another denom", lambda c: sign(c, place("a"), fee_denom="uusdc"), 13, "sdk",
@@ -242,7 +246,8 @@ def test_place_cancel_and_batch_emit_wasm_events_with_the_contract_address(chain
     (event,) = wasm_events(cancelled.events, chain.contract)
     assert event.type == "wasm-cancelled" and event.get("reason") == "user" and event.get("order_id") == "1"
 
-    batch = {"batch": {"actions": [{"cancel_order": {"client_order_id": "zz"}}, place("b1"), place("b2", price="0.41")]}}
+    batch = {"batch": {"actions": [{"cancel_order": {"client_order_id": "zz"}}, place("b1"),
+                                   place("b2", price="0.41")]}}
     chain.check_tx(sign(chain, batch))
     (batched,) = block(chain).txs
     contract_events = [e for e in batched.events if e.type.startswith("wasm-")]
@@ -296,7 +301,8 @@ def test_deposit_and_withdraw_move_bank_funds(chain):
     (deposit,) = block(chain).txs
     assert deposit.code == 0
     assert chain.balance(dev, "uusdc") == bank - 1_000
-    assert [e.type for e in deposit.events][-5:] == ["coin_spent", "coin_received", "transfer", "execute", "wasm-deposit"]
+    assert [e.type for e in deposit.events][-5:] == ["coin_spent", "coin_received", "transfer", "execute",
+                                                     "wasm-deposit"]
     chain.check_tx(sign(chain, {"withdraw": {"denom": "uusdc", "amount": "400"}}))
     (withdraw,) = block(chain).txs
     assert withdraw.code == 0
@@ -425,7 +431,8 @@ def test_account_query_follows_the_deliver_state(chain):
 def test_smart_and_balance_queries(chain):
     chain.check_tx(sign(chain, place("a", price="0.4213", quantity="12.5")))
     block(chain)
-    answer = chain.abci_query(txlib.SMART_QUERY_PATH, txlib.encode_smart_query_request(CONTRACT_ADDRESS, {"book": {"depth": 5}}))
+    answer = chain.abci_query(txlib.SMART_QUERY_PATH,
+                              txlib.encode_smart_query_request(CONTRACT_ADDRESS, {"book": {"depth": 5}}))
     book = txlib.decode_smart_query_response(base64.b64decode(answer["response"]["value"]))
     assert book == {"height": 1, "bids": [{"price": "0.4213", "quantity": "12.5"}], "asks": []}
     answer = chain.abci_query(txlib.BALANCE_QUERY_PATH, txlib.encode_balance_request(chain.dev.address, "usei"))
@@ -436,7 +443,8 @@ def test_smart_and_balance_queries(chain):
 @pytest.mark.parametrize("path,data,height,code,codespace,log", [
     (txlib.SMART_QUERY_PATH, txlib.encode_smart_query_request(CONTRACT_ADDRESS, {"book": {"depth": 0}}), 0, 9, "wasm",
      "flashmm_clob: invalid_message"),
-    (txlib.SMART_QUERY_PATH, txlib.encode_smart_query_request(FEE_COLLECTOR, {"market": {}}), 0, 22, "wasm", "no such contract"),
+    (txlib.SMART_QUERY_PATH, txlib.encode_smart_query_request(FEE_COLLECTOR, {"market": {}}), 0, 22, "wasm",
+     "no such contract"),
     (txlib.ACCOUNT_QUERY_PATH, txlib.encode_account_request(STRANGER.address), 0, 22, "sdk", "not found"),
     (txlib.ACCOUNT_QUERY_PATH, txlib.encode_account_request("cosmos1xyz"), 0, 18, "sdk", "invalid request"),
     (txlib.BALANCE_QUERY_PATH, b"\xff\xff", 0, 18, "sdk", "not valid protobuf"),
@@ -479,7 +487,8 @@ def test_replay_runs_taker_then_maker_txs_signed_by_the_background_accounts(tmp_
     assert [(e.get("price"), e.get("quantity"), e.get("taker_side")) for e in trades] == [("0.4201", "100", "buy")]
     book = chain.clob.query({"book": {"depth": 10}}, chain.height)
     assert [(lv["price"], lv["quantity"]) for lv in book["asks"]] == [(p, "100") for p in sorted(asks2)]
-    assert [(lv["price"], lv["quantity"]) for lv in book["bids"]] == [("0.42", "150"), ("0.4199", "100"), ("0.4198", "100")]
+    assert [(lv["price"], lv["quantity"]) for lv in book["bids"]] == [("0.42", "150"), ("0.4199", "100"),
+                                                                      ("0.4198", "100")]
     assert not chain.replay_exhausted
     assert block(chain).txs == () and chain.replay_exhausted
 

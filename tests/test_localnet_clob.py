@@ -22,7 +22,8 @@ SPEC_MARKET = Market(
 
 
 def place(coid: str, side: str, price: str, quantity: str, post_only: bool = False, expiry: int | None = None) -> dict:
-    body: dict[str, Any] = {"client_order_id": coid, "side": side, "price": price, "quantity": quantity, "post_only": post_only}
+    body: dict[str, Any] = {"client_order_id": coid, "side": side, "price": price, "quantity": quantity,
+                            "post_only": post_only}
     if expiry is not None:
         body["expiry_height"] = expiry
     return {"place_order": body}
@@ -79,10 +80,13 @@ SCENARIOS = [
                        "taker_order_id": "4", "maker": "carol", "taker": "dave"}),
             ("filled", {"order_id": "2", "liquidity": "maker", "trade_id": "1", "price": "0.4213", "quantity": "40",
                         "remaining_quantity": "0", "fee": "0uusdc", "side": "sell", "owner": "carol"}),
-            ("filled", {"order_id": "4", "liquidity": "taker", "trade_id": "1", "remaining_quantity": "20", "fee": "8426uusdc"}),
+            ("filled",
+             {"order_id": "4", "liquidity": "taker", "trade_id": "1", "remaining_quantity": "20", "fee": "8426uusdc"}),
             ("trade", {"trade_id": "2", "price": "0.4213", "quantity": "20", "maker_order_id": "3", "maker": "bob"}),
-            ("filled", {"order_id": "3", "liquidity": "maker", "quantity": "20", "remaining_quantity": "10", "fee": "0uusdc"}),
-            ("filled", {"order_id": "4", "liquidity": "taker", "quantity": "20", "remaining_quantity": "0", "fee": "4213uusdc"}),
+            ("filled",
+             {"order_id": "3", "liquidity": "maker", "quantity": "20", "remaining_quantity": "10", "fee": "0uusdc"}),
+            ("filled",
+             {"order_id": "4", "liquidity": "taker", "quantity": "20", "remaining_quantity": "0", "fee": "4213uusdc"}),
         ],
         {
             # 16_852_000 + 8_426 + 8_426_000 + 4_213 paid; the rest of the 25_296_642 reserve released.
@@ -139,7 +143,8 @@ SCENARIOS = [
         ],
         [
             ("placed", {"order_id": "1"}), ("placed", {"order_id": "2"}),
-            ("cancelled", {"order_id": "1", "client_order_id": "a1", "owner": "alice", "remaining_quantity": "2", "reason": "user"}),
+            ("cancelled",
+             {"order_id": "1", "client_order_id": "a1", "owner": "alice", "remaining_quantity": "2", "reason": "user"}),
             ("cancelled", {"order_id": "2", "client_order_id": "a2", "remaining_quantity": "3", "reason": "user"}),
         ],
         {"alice": {"usei": (10 * M, 0), "uusdc": (10 * M, 0)}},
@@ -148,7 +153,8 @@ SCENARIOS = [
     Scenario(
         "another owner's order is not found",
         {"alice": (("usei", 10 * M),)},
-        [Step("alice", place("a1", "sell", "0.5", "2")), Step("bob", {"cancel_order": {"order_id": "1"}}, error="order_not_found")],
+        [Step("alice", place("a1", "sell", "0.5", "2")),
+         Step("bob", {"cancel_order": {"order_id": "1"}}, error="order_not_found")],
         [("placed", {"order_id": "1"})],
         book={"bids": [], "asks": [("0.5", "2")]},
     ),
@@ -164,7 +170,8 @@ SCENARIOS = [
         ],
         [
             ("placed", {}), ("placed", {}), ("placed", {}),
-            ("cancelled", {"order_id": "1", "reason": "cancel_all"}), ("cancelled", {"order_id": "3", "reason": "cancel_all"}),
+            ("cancelled", {"order_id": "1", "reason": "cancel_all"}),
+            ("cancelled", {"order_id": "3", "reason": "cancel_all"}),
         ],
         {"alice": {"usei": (10 * M, 0)}, "bob": {"usei": (8 * M, 2 * M)}},
         {"bids": [], "asks": [("0.6", "2")]},
@@ -178,7 +185,8 @@ SCENARIOS = [
             Step("alice", {"cancel_order": {"client_order_id": "a1"}}),
             Step("alice", place("a1", "sell", "0.6", "2")),
         ],
-        [("placed", {"order_id": "1"}), ("cancelled", {"order_id": "1"}), ("placed", {"order_id": "2", "client_order_id": "a1"})],
+        [("placed", {"order_id": "1"}), ("cancelled", {"order_id": "1"}),
+         ("placed", {"order_id": "2", "client_order_id": "a1"})],
     ),
     Scenario(
         "a buy's reserve includes the taker fee",
@@ -203,7 +211,8 @@ SCENARIOS = [
             Step("alice", place("a1", "buy", "-0.4", "1"), error="invalid_message"),
             Step("alice", place("a1", "buy", "4e-1", "1"), error="invalid_message"),
             Step("alice", place("a1", "hold", "0.4", "1"), error="invalid_message"),
-            Step("alice", {"place_order": {**place("a1", "buy", "0.4", "1")["place_order"], "tif": "ioc"}}, error="invalid_message"),
+            Step("alice", {"place_order": {**place("a1", "buy", "0.4", "1")["place_order"], "tif": "ioc"}},
+                 error="invalid_message"),
             Step("alice", {"cancel_order": {"order_id": "1", "client_order_id": "a1"}}, error="invalid_message"),
             Step("alice", {"make_coffee": {}}, error="invalid_message"),
             Step("alice", place("a1", "buy", "0.4", "1", expiry=9), height=10, error="expiry_in_past"),
@@ -225,7 +234,8 @@ SCENARIOS = [
         [
             ("placed", {"order_id": "1", "expiry_height": "100"}),
             ("placed", {"order_id": "2"}),
-            ("expired", {"order_id": "1", "client_order_id": "a1", "owner": "alice", "remaining_quantity": "10", "expiry_height": "100"}),
+            ("expired", {"order_id": "1", "client_order_id": "a1", "owner": "alice", "remaining_quantity": "10",
+                         "expiry_height": "100"}),
         ],
         {"alice": {"usei": (10 * M, 0)}, "bob": {"uusdc": (10 * M - 5_002_500, 5_002_500)}},
         {"bids": [("0.5", "10")], "asks": []},
@@ -285,7 +295,8 @@ SCENARIOS = [
             ("cancelled", {"order_id": "1", "reason": "user"}),
             ("rejected", {"index": "1", "action": "cancel_order", "code": "order_not_found", "order_id": "999"}),
             ("placed", {"order_id": "2", "client_order_id": "a2"}),
-            ("rejected", {"index": "3", "action": "place_order", "code": "insufficient_balance", "client_order_id": "a3"}),
+            ("rejected",
+             {"index": "3", "action": "place_order", "code": "insufficient_balance", "client_order_id": "a3"}),
             ("cancelled", {"order_id": "2", "reason": "cancel_all"}),
             ("placed", {"order_id": "3", "client_order_id": "a4"}),
         ],
@@ -311,7 +322,8 @@ SCENARIOS = [
         "while halted, places are rejected and cancels still run",
         {"alice": (("usei", 10 * M),)},
         [
-            Step("alice", {"batch": {"actions": [{"cancel_order": {"order_id": "7"}}, place("a1", "sell", "0.5", "1")]}}),
+            Step("alice",
+                 {"batch": {"actions": [{"cancel_order": {"order_id": "7"}}, place("a1", "sell", "0.5", "1")]}}),
             Step("alice", place("a1", "sell", "0.5", "1"), error="market_halted"),
             Step("alice", {"deposit": {}}, funds=(("usei", 1),), error="market_halted"),
         ],
@@ -356,11 +368,12 @@ def snapshot(clob: Clob, owners: list[str], height: int) -> Any:
 def test_scenario(s: Scenario) -> None:
     clob, events = run_scenario(s)
     assert [e.type for e in events] == [f"wasm-{t}" for t, _ in s.events]
-    for i, (event, (_, want)) in enumerate(zip(events, s.events)):
+    for i, (event, (_, want)) in enumerate(zip(events, s.events, strict=True)):
         got = dict(event.attributes)
         assert {k: got.get(k) for k in want} == want, f"event {i} {event.type}"
     for owner, denoms in s.balances.items():
-        got = {b["denom"]: (int(b["free"]), int(b["locked"])) for b in clob.query({"balances": {"owner": owner}}, s.query_height)["balances"]}
+        got = {b["denom"]: (int(b["free"]), int(b["locked"]))
+               for b in clob.query({"balances": {"owner": owner}}, s.query_height)["balances"]}
         assert {d: got[d] for d in denoms} == denoms, owner
     if s.book is not None:
         book = clob.query({"book": {"depth": 10}}, s.query_height)
@@ -390,7 +403,8 @@ def test_queries_match_the_spec_shapes() -> None:
     clob.execute("bob", place("b1", "sell", "0.4220", "3"), 6)
     assert clob.query({"book": {"depth": 5}}, 7)["asks"] == [{"price": "0.4215", "quantity": "308.5"},
                                                              {"price": "0.422", "quantity": "3"}]
-    assert clob.query({"book": {"depth": 5, "exclude_owner": "bob"}}, 7)["asks"] == [{"price": "0.4215", "quantity": "301.5"}]
+    assert clob.query({"book": {"depth": 5, "exclude_owner": "bob"}}, 7)["asks"] == [
+        {"price": "0.4215", "quantity": "301.5"}]
     assert clob.query({"book": {"depth": 5, "exclude_owner": "alice"}}, 7)["asks"] == [
         {"price": "0.4215", "quantity": "7"}, {"price": "0.422", "quantity": "3"}]
     for bad in ({"book": {"depth": 0}}, {"book": {"depth": 101}}, {"book": {"depth": 5, "exclude_owner": 7}},
@@ -458,7 +472,8 @@ def sessions(draw: st.DrawFn) -> tuple[Market, list[tuple[str, int, dict, tuple]
             msg, funds = {"deposit": {}}, ((market.quote_denom, draw(st.integers(1, 5 * 10**market.quote_decimals))),)
         else:
             denom = draw(st.sampled_from([market.base_denom, market.quote_denom]))
-            msg, funds = {"withdraw": {"denom": denom, "amount": str(draw(st.integers(1, 10**market.quote_decimals)))}}, ()
+            msg, funds = {"withdraw": {"denom": denom,
+                                       "amount": str(draw(st.integers(1, 10**market.quote_decimals)))}}, ()
         steps.append((owner, height, msg, funds))
     return market, steps
 
@@ -510,7 +525,8 @@ def test_invariants_hold_after_every_message(session: tuple[Market, list]) -> No
 
         total = dict.fromkeys(denoms, 0)
         for o in OWNERS:
-            balances = {b["denom"]: (int(b["free"]), int(b["locked"])) for b in clob.query({"balances": {"owner": o}}, height)["balances"]}
+            balances = {b["denom"]: (int(b["free"]), int(b["locked"]))
+                        for b in clob.query({"balances": {"owner": o}}, height)["balances"]}
             orders = clob.query({"open_orders": {"owner": o, "limit": 500}}, height)["orders"]
             assert all(Decimal(x["remaining_quantity"]) > 0 for x in orders)
             reserved = dict.fromkeys(denoms, 0)

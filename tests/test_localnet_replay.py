@@ -17,12 +17,12 @@ from nautilus_trader.model.data import BookOrder, OrderBookDelta, TradeTick
 from nautilus_trader.model.enums import AggressorSide, BookAction, OrderSide, RecordFlag
 from nautilus_trader.model.identifiers import TradeId
 from nautilus_trader.model.objects import Price, Quantity
+from tapebuilder import MS, T0, Block, write_tape
 
 from adapters.sei.localnet.clob import Clob, ContractError, Market
 from adapters.sei.localnet.replay import TapeBlock, TapeReplay
 from data.catalog import open_tape, write_catalog
 from data.instrument import sei_usdc
-from tapebuilder import MS, T0, Block, write_tape
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 MAKER, TAKER, FLASH = "maker", "taker", "flashmm"
@@ -146,14 +146,14 @@ def sample_run() -> tuple[Localnet, list[tuple[TapeBlock, list]], list]:
 
 def test_sample_maker_holds_the_tape_book_after_every_block(sample_run) -> None:
     net, blocks, views = sample_run
-    for (maker, tape, taker_orders, book), (block, _) in zip(views, blocks):
+    for (maker, tape, taker_orders, book), (block, _) in zip(views, blocks, strict=True):
         assert maker == tape, f"block {block.index}"
         assert not taker_orders
         clob_book = {side: {Decimal(lv["price"]): Decimal(lv["quantity"]) for lv in book[key]}
                      for side, key in (("buy", "bids"), ("sell", "asks"))}
         assert clob_book == tape  # no one else trades here: the Clob's book is the tape's
     assert [b.index for b, _ in blocks] == list(range(300))
-    assert all(b.ts_ns > a.ts_ns for (a, _), (b, _) in zip(blocks, blocks[1:]))
+    assert all(b.ts_ns > a.ts_ns for (a, _), (b, _) in zip(blocks, blocks[1:], strict=False))
     check_msgs(net, 64)
     assert max(len(m["batch"]["actions"]) for msgs in net.maker_msgs for m in msgs) > 1
 

@@ -114,7 +114,8 @@ def signed(net: LocalnetThread, client: Client, msg: dict, sequence: int | None 
 
 def account_info(net: LocalnetThread, client: Client) -> txlib.AccountInfo:
     data = txlib.encode_account_request(net.dev_signer.address).hex()
-    response = client.result("abci_query", {"path": txlib.ACCOUNT_QUERY_PATH, "data": data, "height": "0", "prove": False})
+    response = client.result("abci_query",
+                             {"path": txlib.ACCOUNT_QUERY_PATH, "data": data, "height": "0", "prove": False})
     return txlib.decode_account_response(base64.b64decode(response["response"]["value"]))
 
 
@@ -123,7 +124,8 @@ def broadcast(client: Client, raw: bytes) -> dict:
 
 
 def place(coid: str, price: str = "0.4") -> dict:
-    return {"place_order": {"client_order_id": coid, "side": "buy", "price": price, "quantity": "10", "post_only": True}}
+    return {"place_order": {"client_order_id": coid, "side": "buy", "price": price, "quantity": "10",
+                            "post_only": True}}
 
 
 def height_of(push: dict) -> int:
@@ -171,7 +173,8 @@ def test_placed_order_arrives_in_the_next_block_push_and_in_block_results(net, c
     tx_result = tx_push["result"]["data"]["value"]["TxResult"]
     assert (tx_result["height"], tx_result["tx"]) == (str(height), encoded)
     assert tx_push["result"]["events"]["tx.hash"] == [accepted["hash"]]
-    (placed,) = [e for e in wasm_events(decode_events(tx_result["result"]["events"]), net.contract) if e.type == "wasm-placed"]
+    (placed,) = [e for e in wasm_events(decode_events(tx_result["result"]["events"]), net.contract)
+                 if e.type == "wasm-placed"]
     assert placed.get("client_order_id") == "srv-1" and placed.get("owner") == net.dev_signer.address
 
     results = client.result("block_results", {"height": str(height)})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from scripted import evolve, run_script
 
 BUY_50 = [(100, "buy", "a", "0.4000", "50.0")]  # live once the 800 ms block has been processed

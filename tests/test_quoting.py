@@ -7,7 +7,18 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from strategies.config import ConfigError, MarketMakerConfig, parse_strategy_config
-from strategies.quoting import BUY, SELL, Grid, Quote, Resting, Top, build_ladder, capacities, match_ladder, quote_depths
+from strategies.quoting import (
+    BUY,
+    SELL,
+    Grid,
+    Quote,
+    Resting,
+    Top,
+    build_ladder,
+    capacities,
+    match_ladder,
+    quote_depths,
+)
 from strategies.signal import NEUTRAL, Signal, effective_signal
 
 GRID = Grid(0.0001, 0.1)
@@ -76,7 +87,7 @@ def test_ladder_respects_grid_post_only_and_limits(cfg, top, inv_frac, sigma, si
     assert sold >= -cfg.max_position - 1e-6 and -sold * top.mid <= cfg.max_notional + 1e-6 or not asks
     # ladder levels are spaced as configured, outward from the touch
     for side in (bids, asks):
-        for a, b in zip(side, side[1:]):
+        for a, b in zip(side, side[1:], strict=False):
             assert abs(a.price_ticks - b.price_ticks) == cfg.level_spacing_ticks
 
 
@@ -166,7 +177,7 @@ def test_kept_orders_never_take_more_risk_than_the_quotes_they_stand_in_for(desi
         qs = sorted((q for q in served if q.side == side), key=lambda q: -sign * q.price_ticks)
         assert len(ks) == len(qs)
         assert sum(o.qty_lots for o in ks) <= sum(q.qty_lots for q in qs)
-        for o, q in zip(ks, qs):
+        for o, q in zip(ks, qs, strict=True):
             assert 0 <= sign * (q.price_ticks - o.price_ticks) <= hysteresis
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from scenario_runner import run_tape, submitted
 from tapebuilder import T0, Block, ladder, steady
 
@@ -124,7 +123,7 @@ def test_fill_skews_quotes_towards_selling(tmp_path):
     strategy = {"linear_skew_bps": 10.0, "size_skew": 0.5, "max_position": 200.0}
     result = run_tape(tmp_path, fill_tape(), strategy)
     fills = result.analytics.fills
-    assert list(zip(fills.side, fills.price, fills.qty)) == [(1, 0.4003, 100.0)]
+    assert list(zip(fills.side, fills.price, fills.qty, strict=True)) == [(1, 0.4003, 100.0)]
     # hand-computed: mid 0.39985, half 4.9bps = 0.000196, skew 0.5*10bps*mid = 0.0002 -> r = 0.39965
     # bid floor(r - 0.000196) = 0.3994, ask ceil(r + 0.000196) = 0.3999; sizes 100*(1 -/+ 0.5*0.5)
     assert submitted(result)[2:] == [("BUY", 0.3994, 75.0), ("SELL", 0.3999, 125.0)]

@@ -40,7 +40,8 @@ def book_query(depth: int, exclude_owner: str | None = None) -> dict:
     return {"book": {"depth": depth, **({"exclude_owner": exclude_owner} if exclude_owner else {})}}
 
 
-def query_levels(clob: Clob, height: int, depth: int = 100, exclude_owner: str | None = None) -> dict[str, dict[Decimal, Decimal]]:
+def query_levels(clob: Clob, height: int, depth: int = 100,
+                 exclude_owner: str | None = None) -> dict[str, dict[Decimal, Decimal]]:
     book = clob.query(book_query(depth, exclude_owner), height)
     return {side: {Decimal(lv["price"]): Decimal(lv["quantity"]) for lv in book[key]}
             for side, key in (("buy", "bids"), ("sell", "asks"))}
@@ -116,22 +117,26 @@ def test_tracked_book_equals_the_contracts_after_every_block(before, expiring, a
         assert {s: tracker.levels(s) for s in ("buy", "sell")} == expected
         trades = [e for e in events if e.type == "wasm-trade"]
         assert len(data.trades) == len(trades)  # every trade, ours included: they happened in the market
-        for tick, event in zip(data.trades, trades):
-            assert tick.aggressor_side == (AggressorSide.BUYER if event.get("taker_side") == "buy" else AggressorSide.SELLER)
+        for tick, event in zip(data.trades, trades, strict=True):
+            assert tick.aggressor_side == (AggressorSide.BUYER if event.get("taker_side") == "buy"
+                                           else AggressorSide.SELLER)
             assert tick.price.as_decimal() == Decimal(event.get("price"))
         if data.deltas is not None:
             flags = [d.flags for d in data.deltas.deltas]
             assert flags[-1] & F_LAST and not any(f & F_LAST for f in flags[:-1])
             nt_book.apply_deltas(data.deltas)
         # What NautilusTrader builds from the published deltas is the contract's book too.
-        assert {float(l.price): l.size() for l in nt_book.bids()} == {float(p): float(q) for p, q in expected["buy"].items()}
-        assert {float(l.price): l.size() for l in nt_book.asks()} == {float(p): float(q) for p, q in expected["sell"].items()}
+        assert ({float(lv.price): lv.size() for lv in nt_book.bids()}
+                == {float(p): float(q) for p, q in expected["buy"].items()})
+        assert ({float(lv.price): lv.size() for lv in nt_book.asks()}
+                == {float(p): float(q) for p, q in expected["sell"].items()})
         height += 1
 
 
 def test_snapshot_batch_clears_then_adds_and_skips_blocks_it_already_holds():
     clob, coids = fresh_clob(), [0]
-    run_block(clob, 2, [("place", "alice", "buy", 4210, 10, True, None), ("place", "bob", "sell", 4215, 5, True, None)], coids)
+    run_block(clob, 2, [("place", "alice", "buy", 4210, 10, True, None), ("place", "bob", "sell", 4215, 5, True, None)],
+              coids)
     tracker = BookTracker(SEI_USDC_ID, 4, 1)
     batch = tracker.load_snapshot(clob.query({"book": {"depth": 10}}, 2), 10, ts_event=5, ts_init=6)
     actions = [d.action for d in batch.deltas]
@@ -184,7 +189,8 @@ def test_a_block_the_snapshot_already_holds_still_gives_its_trades():
     tracker.load_snapshot(clob.query({"book": {"depth": 10}}, 3), 10, ts_event=1, ts_init=1)
     held = tracker.apply_block(3, events, 7, 8)
     assert held.deltas is None
-    assert [(float(t.price), float(t.size), t.aggressor_side) for t in held.trades] == [(0.4215, 0.4, AggressorSide.BUYER)]
+    assert [(float(t.price), float(t.size), t.aggressor_side)
+            for t in held.trades] == [(0.4215, 0.4, AggressorSide.BUYER)]
     assert tracker.levels("sell") == {Decimal("0.4215"): Decimal("0.6")}
     junk = Event("wasm-trade", (("price", "0.4"),))
     assert tracker.apply_block(3, [junk], 7, 8).trades == [] and tracker.synced and tracker.bad_trades == 1

@@ -339,7 +339,8 @@ def test_events_are_routed_by_subscribe_id_then_by_query():
             blocks = await rpc.subscribe("tm.event='NewBlock'")
             txs = await rpc.subscribe("tm.event='Tx'")
             assert await server.push("tm.event='Tx'", {"type": "tendermint/event/Tx", "value": {"n": 1}}) == 1
-            assert await server.push("tm.event='NewBlock'", {"type": "tendermint/event/NewBlock", "value": {"n": 2}}) == 1
+            assert await server.push("tm.event='NewBlock'",
+                                     {"type": "tendermint/event/NewBlock", "value": {"n": 2}}) == 1
             assert (await next_event(txs))["value"] == {"n": 1}
             assert (await next_event(blocks))["value"] == {"n": 2}
             # The id wins over the query: CometBFT routes by the subscribe call's id.
@@ -364,7 +365,8 @@ def test_sixth_subscription_is_refused_before_anything_is_sent():
             await rpc.connect()
             queries = [f"tm.event='Tx' AND tx.height={h}" for h in range(1, 6)]
             subs = [await rpc.subscribe(q) for q in queries]
-            with pytest.raises(SubscriptionError, match=r"at most 5 subscriptions .*max_subscriptions_per_client") as info:
+            with pytest.raises(SubscriptionError,
+                               match=r"at most 5 subscriptions .*max_subscriptions_per_client") as info:
                 await rpc.subscribe("tm.event='NewBlock'")
             assert "tm.event='NewBlock'" in str(info.value) and queries[0] in str(info.value)
             with pytest.raises(SubscriptionError, match="already subscribed"):

@@ -36,7 +36,8 @@ def build(signer: Signer = ALICE, **overrides) -> bytes:
     return txlib.build_execute_tx(signer, **fields)
 
 
-def verify(raw: bytes, *, chain_id: str = CHAIN, account_number: int = 7, public_key: bytes = ALICE.public_key_bytes) -> bool:
+def verify(raw: bytes, *, chain_id: str = CHAIN, account_number: int = 7,
+           public_key: bytes = ALICE.public_key_bytes) -> bool:
     return txlib.verify_signature(raw, chain_id=chain_id, account_number=account_number, public_key=public_key)
 
 
@@ -175,7 +176,11 @@ def test_malformed_txs_do_not_verify(raw):
 
 
 _json_scalar = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20)
-_json = st.recursive(_json_scalar, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+_json = st.recursive(
+    _json_scalar,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=60, deadline=None)

@@ -129,4 +129,4 @@ def test_predictions_at_t_do_not_depend_on_data_after_t():
     rows = short[FEATURE_NAMES].to_numpy()[-200:]
     same = longer[FEATURE_NAMES].to_numpy()[len(short) - 200: len(short)]
     assert np.array_equal(rows, same)
-    assert all(np.array_equal(model.predict(a), model.predict(b)) for a, b in zip(rows, same))
+    assert all(np.array_equal(model.predict(a), model.predict(b)) for a, b in zip(rows, same, strict=True))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import ROOT, flashmm
 
 from app.cli import main
 from backtests.config import load_config
 from backtests.sweep_config import load_sweep
-from conftest import ROOT, flashmm
 from strategies.config import ConfigError
 
 RUN_FILES = ["config.toml", "metrics.json", "fills.parquet", "orders.parquet", "equity.parquet", "quotes.parquet",
@@ -130,7 +130,7 @@ def test_walk_forward_reports_the_tuned_point_on_the_next_window(demo_runs):
     # the CLI printed each window's best point first
     out = demo_runs.sweep_stdout
     assert "8 points: 8 run, 0 already finished (skipped), 0 failed" in out
-    for window, table in results.groupby("window"):
+    for _window, table in results.groupby("window"):
         section = out.split(f"window {table['run.start'].iloc[0]} .. ")[1]
         first_row = section.split("\n")[2]
         assert table.loc[table["pnl_total"].idxmax(), "run_dir"] in first_row

@@ -97,7 +97,7 @@ def _check_batch(batch, mirror, pending, last_seq, problems) -> None:
     if flags[-1] != F_LAST or any(f != 0 for f in flags[:-1]):
         problems.append(f"block {batch.ts_event} flags {flags}")
     seqs = [d.sequence for d in deltas]
-    if seqs[0] <= last_seq or any(b <= a for a, b in zip(seqs, seqs[1:])):
+    if seqs[0] <= last_seq or any(b <= a for a, b in zip(seqs, seqs[1:], strict=False)):
         problems.append(f"sequence not increasing at block {batch.ts_event}")
     first_seen: dict[tuple[OrderSide, int], int] = {}
     for d in deltas:
@@ -273,6 +273,7 @@ def test_window_inside_a_tape_starts_from_the_book_as_it_stood(tape_path):
             for item in chunk:
                 if isinstance(item, OrderBookDeltas):
                     book.apply_deltas(item)
-        return [(float(lv.price), lv.size()) for lv in book.bids()] + [(float(lv.price), lv.size()) for lv in book.asks()]
+        return ([(float(lv.price), lv.size()) for lv in book.bids()]
+                + [(float(lv.price), lv.size()) for lv in book.asks()])
 
     assert replay(start) == replay(None)

@@ -181,7 +181,8 @@ def test_artifact_is_torchscript_on_raw_features(runs):
 def test_meta_has_every_key(runs):
     _, out, report, _, _ = runs
     meta = json.loads((out / "meta.json").read_text())
-    for key in ("model_id", "feature_names", "scaler", "temperature", "label", "windows", "metrics", "seed", "versions"):
+    for key in ("model_id", "feature_names", "scaler", "temperature", "label", "windows", "metrics", "seed",
+                "versions"):
         assert key in meta, key
     assert meta["feature_names"] == FEATURE_NAMES and meta["model_id"] == report["model_id"]
     assert meta["model_id"].startswith("mlp-")
@@ -200,7 +201,8 @@ def test_meta_has_every_key(runs):
 
 def test_same_seed_same_metrics_and_bytes(runs):
     _, out, first, saved, second = runs
-    for key in ("model_id", "test", "valid", "calibration", "class_frequencies", "windows", "expected_move", "training"):
+    for key in ("model_id", "test", "valid", "calibration", "class_frequencies", "windows", "expected_move",
+                "training"):
         assert first[key] == second[key], key
     assert (out / "model.pt").read_bytes() == saved["model.pt"]
     assert (out / "meta.json").read_bytes() == saved["meta.json"]

@@ -186,7 +186,8 @@ class BookTracker:
             elif kind == "wasm-expired" and int(_req(event, "expiry_height")) < self.snapshot_height:
                 pass  # expired before the snapshot, which therefore never held it
             else:
-                self._add(_side(event), Decimal(_req(event, "price")), -Decimal(_req(event, "remaining_quantity")), before)
+                self._add(_side(event), Decimal(_req(event, "price")), -Decimal(_req(event, "remaining_quantity")),
+                          before)
         elif kind == "wasm-trade":
             trades.append(self._trade(event, ts_event, ts_init))
 

@@ -125,7 +125,8 @@ class SeiDataClient(LiveMarketDataClient):
     def _load(self, answer: dict) -> None:
         """Publish a `book` answer as the whole book, then the held blocks that came after it."""
         now = self._clock.timestamp_ns()
-        deltas = self._tracker.load_snapshot(answer, self._cfg.book_depth, ts_event=self._sei.last_block_ns or now, ts_init=now)
+        deltas = self._tracker.load_snapshot(answer, self._cfg.book_depth, ts_event=self._sei.last_block_ns or now,
+                                             ts_init=now)
         if self._book_wanted:
             self._handle_data(deltas)
         held, self._held = self._held, []
@@ -145,7 +146,8 @@ class SeiDataClient(LiveMarketDataClient):
     def _publish(self, block: VenueBlock) -> None:
         now = self._clock.timestamp_ns()
         try:
-            data = self._tracker.apply_block(block.height, (e for tx in block.txs for e in tx.events), block.time_ns, now)
+            data = self._tracker.apply_block(block.height, (e for tx in block.txs for e in tx.events), block.time_ns,
+                                             now)
         except BookOutOfSync as exc:
             self.resnapshots += 1
             self._log.warning(f"book out of sync ({exc}); taking a new snapshot")
@@ -167,10 +169,12 @@ class SeiDataClient(LiveMarketDataClient):
             self._snapshot_task is None or self._snapshot_task.done()
         ):
             return  # a block landed in between, or a re-snapshot is under way: compare next time
-        if any(self._top(side, self._tracker.levels(side), len(answer[key])) != self._top(side, _levels(answer[key]), len(answer[key]))
+        if any(self._top(side, self._tracker.levels(side), len(answer[key]))
+               != self._top(side, _levels(answer[key]), len(answer[key]))
                for side, key in (("buy", "bids"), ("sell", "asks"))):
             self.book_mismatches += 1
-            self._log.warning(f"tracked book differs from the contract's at height {self._tracker.height}; re-snapshotting")
+            self._log.warning(f"tracked book differs from the contract's at height {self._tracker.height}; "
+                              "re-snapshotting")
             self._load(answer)
 
     @staticmethod

@@ -66,8 +66,10 @@ def _event(i: int, event: Any) -> Event:
     if attributes is None:
         attributes = []
     if not isinstance(attributes, list):
-        raise EventDecodeError(f"event {i} ({kind!r:.40}): 'attributes' must be a list, got {type(attributes).__name__}")
-    return Event(kind, tuple(_attribute(f"event {i} ({kind!r:.40}) attribute {j}", a) for j, a in enumerate(attributes)))
+        raise EventDecodeError(f"event {i} ({kind!r:.40}): 'attributes' must be a list, "
+                               f"got {type(attributes).__name__}")
+    return Event(kind,
+                 tuple(_attribute(f"event {i} ({kind!r:.40}) attribute {j}", a) for j, a in enumerate(attributes)))
 
 
 def _attribute(where: str, attribute: Any) -> tuple[str, str]:

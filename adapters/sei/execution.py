@@ -21,8 +21,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from nautilus_trader.common.component import LiveClock, MessageBus
 from nautilus_trader.cache.cache import Cache
+from nautilus_trader.common.component import LiveClock, MessageBus
 from nautilus_trader.core.uuid import UUID4
 from nautilus_trader.execution.messages import (
     BatchCancelOrders,
@@ -155,11 +155,13 @@ class SeiExecutionClient(LiveExecutionClient):
         await self._settle_cached_orders()
         await self._update_balances()
         if self._cfg.cancel_orphans_on_start:
-            orphans = [o for o in await self._open_orders() if self._cache.order(ClientOrderId(o["client_order_id"])) is None]
+            orphans = [o for o in await self._open_orders()
+                       if self._cache.order(ClientOrderId(o["client_order_id"])) is None]
             if orphans:
                 # Orders this node has no record of (a crash, another process with this key) would
                 # rest unmanaged: take them down before the strategy starts quoting.
-                self._log.warning(f"{len(orphans)} open orders on the venue that this node does not know: cancelling all")
+                self._log.warning(f"{len(orphans)} open orders on the venue that this node does not know: "
+                                  "cancelling all")
                 await asyncio.wait_for(self._cancel_everything(), timeout=self._cfg.stop_timeout_secs)
                 self.stats.orphans_cancelled += len(orphans)
                 await self._update_balances()
@@ -182,7 +184,8 @@ class SeiExecutionClient(LiveExecutionClient):
     async def _settle_cached_orders(self) -> None:
         """After a restart, every order the cache remembers as open or in flight must be open on
         the venue, or have been closed by the blocks just replayed; anything else is closed here."""
-        cached = {o.client_order_id: o for o in self._cache.orders_open(venue=self.venue) + self._cache.orders_inflight(venue=self.venue)
+        cached = {o.client_order_id: o
+                  for o in self._cache.orders_open(venue=self.venue) + self._cache.orders_inflight(venue=self.venue)
                   if o.client_order_id not in self._closed}
         if not cached:
             self._settled = True
@@ -208,7 +211,7 @@ class SeiExecutionClient(LiveExecutionClient):
         """Leave nothing on the book: cancel all of our orders and wait until the chain agrees."""
         try:
             await asyncio.wait_for(self._cancel_everything(), timeout=self._cfg.stop_timeout_secs)
-        except (asyncio.TimeoutError, VenueError, RpcError, OSError) as exc:
+        except (TimeoutError, VenueError, RpcError, OSError) as exc:
             self._log.error(f"stop: could not confirm that no order is left open ({exc!r})")
         finally:
             self._sei.remove_listener(self._on_block)
@@ -229,7 +232,7 @@ class SeiExecutionClient(LiveExecutionClient):
             if not self._buffer and (blind or not self._inflight):
                 try:
                     left = await self._open_orders()
-                except (asyncio.TimeoutError, VenueError, RpcError, OSError) as exc:
+                except (TimeoutError, VenueError, RpcError, OSError) as exc:
                     self._log.warning(f"cannot read our open orders ({exc!r}); asking again")
                     left = None
                 if left == []:
@@ -254,9 +257,11 @@ class SeiExecutionClient(LiveExecutionClient):
         elif instrument is None:
             problem = f"instrument {order.instrument_id} is not loaded"
         if problem is not None:
-            self.generate_order_denied(order.strategy_id, order.instrument_id, order.client_order_id, problem, self._clock.timestamp_ns())
+            self.generate_order_denied(order.strategy_id, order.instrument_id, order.client_order_id, problem,
+                                       self._clock.timestamp_ns())
             return
-        self.generate_order_submitted(order.strategy_id, order.instrument_id, order.client_order_id, self._clock.timestamp_ns())
+        self.generate_order_submitted(order.strategy_id, order.instrument_id, order.client_order_id,
+                                      self._clock.timestamp_ns())
         body = {
             "client_order_id": order.client_order_id.value,
             "side": "buy" if order.side == OrderSide.BUY else "sell",
@@ -288,7 +293,8 @@ class SeiExecutionClient(LiveExecutionClient):
             if action.kind == "place" and action.client_order_id == coid:
                 # Never sent: the venue never knew it, so it is canceled here.
                 del self._buffer[i]
-                self.generate_order_canceled(command.strategy_id, command.instrument_id, coid, None, self._clock.timestamp_ns())
+                self.generate_order_canceled(command.strategy_id, command.instrument_id, coid, None,
+                                             self._clock.timestamp_ns())
                 return
         self._queue(_Action("cancel", {"cancel_order": {"client_order_id": coid.value}}, coid))
         self.stats.cancels += 1
@@ -350,7 +356,7 @@ class SeiExecutionClient(LiveExecutionClient):
             # has moved on since the last block seen.
             try:
                 head = max(head, await self._sei.transport.read_head_height())
-            except (asyncio.TimeoutError, VenueError, RpcError, OSError, ValueError) as exc:
+            except (TimeoutError, VenueError, RpcError, OSError, ValueError) as exc:
                 self._log.warning(f"chain height unknown ({exc!r}); timeout height from block {head}")
         trigger_ns = self._sei.last_received_ns
         started_ns = self._batch_started_ns
@@ -364,7 +370,7 @@ class SeiExecutionClient(LiveExecutionClient):
             self._inflight[exc.hash] = _Inflight(actions, timeout_height, exc.sequence)
             self._log.warning(f"{exc}; in flight until height {timeout_height}")
             return
-        except (asyncio.TimeoutError, VenueError, RpcError, OSError) as exc:
+        except (TimeoutError, VenueError, RpcError, OSError) as exc:
             self._log.warning(f"tx not sent ({exc!r}); retrying next block")
             self._retry_or_fail(actions, f"not sent: {exc!r}")
             return
@@ -580,7 +586,9 @@ class SeiExecutionClient(LiveExecutionClient):
         # The contract keeps no fill history; open orders' filled quantities carry what matters.
         return []
 
-    async def generate_position_status_reports(self, command: GeneratePositionStatusReports) -> list[PositionStatusReport]:
+    async def generate_position_status_reports(
+        self, command: GeneratePositionStatusReports,
+    ) -> list[PositionStatusReport]:
         return []  # spot: holdings are balances, reported through the account state
 
     def snapshot(self) -> dict:
@@ -591,7 +599,8 @@ class SeiExecutionClient(LiveExecutionClient):
         return {
             "txs": s.txs, "txs_failed": s.txs_failed, "txs_expired": s.txs_expired,
             "txs_refused": s.tx_rejected_checktx, "places": s.places, "cancels": s.cancels, "fills": s.fills,
-            "rejects": s.rejects, "cancel_rejects": s.cancel_rejects, "orphans_cancelled": s.orphans_cancelled, "unbooked_fills": s.unbooked_fills,
+            "rejects": s.rejects, "cancel_rejects": s.cancel_rejects, "orphans_cancelled": s.orphans_cancelled,
+            "unbooked_fills": s.unbooked_fills,
             "inflight": len(self._inflight),
             "tick_to_tx_ms_p50": pick(0.50), "tick_to_tx_ms_p99": pick(0.99), "tick_to_tx_samples": len(lat),
             **self._sei.transport.stats(),

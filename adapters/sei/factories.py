@@ -34,7 +34,8 @@ def shared_venue(
         provider = found[1]
         if str(provider.instrument_id) != config.instrument_id:
             raise ValueError(
-                f"data and execution configs disagree on the instrument: {provider.instrument_id} vs {config.instrument_id}"
+                f"data and execution configs disagree on the instrument: {provider.instrument_id} "
+                f"vs {config.instrument_id}"
             )
         return found
     transport = CosmosTransport(config.rpc_url, config.contract, chain_id=config.chain_id)

@@ -332,7 +332,8 @@ class BlockFeed:
         if from_height is not None:
             self.last_height = from_height - 1
             self._anchored = True
-        self._task = asyncio.get_running_loop().create_task(self._run(catch_up=from_height is not None), name="block-feed")
+        self._task = asyncio.get_running_loop().create_task(self._run(catch_up=from_height is not None),
+                                                            name="block-feed")
 
     def __aiter__(self) -> AsyncIterator[VenueBlock]:
         return self._blocks()
@@ -413,7 +414,8 @@ class BlockFeed:
             # height far ahead would send the feed after blocks that do not exist, and end it.
             latest = await self._read(None, self.node_height)
             if header.height > latest:
-                self._skip(MalformedError(f"NewBlock height {header.height} is past the node's latest ({latest})"), data)
+                self._skip(MalformedError(f"NewBlock height {header.height} is past the node's latest ({latest})"),
+                           data)
                 await self._catch_up()
                 return
         self.head_height = max(self.head_height, header.height)

@@ -69,7 +69,8 @@ class Signer:
 def load_signer(env: str = DEFAULT_ENV, file: Path | None = None) -> Signer:
     from_env = os.environ.get(env, "").strip()
     if file is not None and from_env:
-        raise KeyLoadError(f"both ${env} and key file {file} are set; set only one so the signing account is unambiguous")
+        raise KeyLoadError(f"both ${env} and key file {file} are set; "
+                           "set only one so the signing account is unambiguous")
     if file is not None:
         return _signer(_read_key_file(Path(file)), f"key file {file}")
     if from_env:
@@ -91,7 +92,8 @@ def _read_key_file(path: Path) -> str:
             raise KeyFileError(f"key file {path} is not a regular file")
         if mode & 0o077:
             raise KeyFileError(
-                f"key file {path} has mode {stat.S_IMODE(mode):04o}; group and others must have no access (chmod 600 {path})"
+                f"key file {path} has mode {stat.S_IMODE(mode):04o}; "
+                f"group and others must have no access (chmod 600 {path})"
             )
         data = f.read(MAX_KEY_FILE_BYTES + 1)
     if len(data) > MAX_KEY_FILE_BYTES:

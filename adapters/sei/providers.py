@@ -65,7 +65,8 @@ class SeiInstrumentProvider(InstrumentProvider):
                 maker_fee=Decimal(market["maker_fee_rate"]),
                 taker_fee=Decimal(market["taker_fee_rate"]),
             )
-            self._decimals = {market["base_denom"]: int(market["base_decimals"]), market["quote_denom"]: int(market["quote_decimals"])}
+            self._decimals = {market["base_denom"]: int(market["base_decimals"]),
+                              market["quote_denom"]: int(market["quote_decimals"])}
         except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
             raise VenueError(f"market query answer is malformed ({exc!r:.100}): {str(market)[:300]}") from None
         self.market = market

@@ -322,7 +322,8 @@ class CometRpc:
             self.connected = True
             self.reconnects += 1
             log.info("reconnected to %s (reconnection %d)", self.url, self.reconnects)
-            self._resume = asyncio.get_running_loop().create_task(self._resubscribe(), name=f"comet-rpc resume {self.url}")
+            self._resume = asyncio.get_running_loop().create_task(self._resubscribe(),
+                                                                  name=f"comet-rpc resume {self.url}")
 
     async def _read(self, ws: ClientConnection) -> str:
         try:

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from adapters.sei import tx as txlib
+from adapters.sei.codec import tx_hash
 from adapters.sei.feed import BlockFeed, VenueBlock
 from adapters.sei.keys import Signer
-from adapters.sei.codec import tx_hash
 from adapters.sei.rpc import CometRpc, NotSentError, RpcError
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,8 @@ class CosmosTransport(VenueTransport):
             self.chain_id = status["node_info"]["network"]
             self.latest_height = int(status["sync_info"]["latest_block_height"])
         except (KeyError, TypeError, ValueError):
-            raise VenueError(f"status answer lacks node_info.network or sync_info.latest_block_height: {str(status)[:200]}") from None
+            raise VenueError(f"status answer lacks node_info.network or sync_info.latest_block_height: "
+                             f"{str(status)[:200]}") from None
         if self._expected_chain_id and self.chain_id != self._expected_chain_id:
             raise VenueError(f"node is on chain {self.chain_id!r}, config says {self._expected_chain_id!r}")
         if from_height is not None and from_height > self.latest_height + 1:

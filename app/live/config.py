@@ -79,7 +79,8 @@ def load_live_config(path: str | Path, overrides: dict[str, Any] | None = None) 
     config = convert(raw, LiveConfig, str(path))
     config.strategy_config()
     if not config.sei.contract:
-        raise ConfigError(f"{path}: sei.contract is required (the CLOB contract's address; `flashmm localnet` prints it)")
+        raise ConfigError(f"{path}: sei.contract is required "
+                          "(the CLOB contract's address; `flashmm localnet` prints it)")
     if config.node.mode == "live" and not (config.sei.key_file or config.sei.key_env):
         raise ConfigError(f"{path}: live mode needs sei.key_file or sei.key_env")
     return config

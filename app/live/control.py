@@ -127,7 +127,7 @@ async def _serve_request(reader, writer, token: str, handlers: dict[str, Handler
     try:
         line = await asyncio.wait_for(reader.readuntil(b"\n"), REQUEST_TIMEOUT_S)
         request = json.loads(line)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return {"ok": False, "error": "no request line received in time"}
     except (asyncio.LimitOverrunError, ValueError):
         return {"ok": False, "error": f"a request is one JSON object on one line, at most {MAX_REQUEST_BYTES} bytes"}
@@ -209,7 +209,8 @@ def operator_handlers(status: Callable[[], dict], strategy, risk_engine, state_d
         was_halted = bool(strategy.halted)
         strategy.halt(f"operator: {request.get('reason') or 'no reason given'}")
         if risk_engine.trading_state != TradingState.HALTED:
-            raise ControlError("the strategy halted but the risk engine did not: is the FlashMM.halt endpoint registered?")
+            raise ControlError("the strategy halted but the risk engine did not: "
+                               "is the FlashMM.halt endpoint registered?")
         return {"halted": True, "was_halted": was_halted, "halt_reason": strategy.halt_reason,
                 "trading_state": risk_engine.trading_state.name}
 

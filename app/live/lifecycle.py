@@ -59,7 +59,7 @@ async def run_until_stopped(
     stopper.cancel()
     try:
         await asyncio.wait_for(runner, timeout=10)
-    except (asyncio.TimeoutError, asyncio.CancelledError):
+    except (TimeoutError, asyncio.CancelledError):
         runner.cancel()
     for sig in _SIGNALS:
         loop.remove_signal_handler(sig)

@@ -75,8 +75,8 @@ class LocalRun:
     node_output: str
 
 
-def start_localnet(tape: Tape, start_ns: int | None, end_ns: int | None, *, seed: int = 0,
-                   maker_fee: str = "0", taker_fee: str = "0.0005", block_ms: float = 400.0) -> tuple[LocalnetThread, IndexedReplay]:
+def start_localnet(tape: Tape, start_ns: int | None, end_ns: int | None, *, seed: int = 0, maker_fee: str = "0",
+                   taker_fee: str = "0.0005", block_ms: float = 400.0) -> tuple[LocalnetThread, IndexedReplay]:
     config = ChainConfig(seed=seed, maker_fee_rate=Decimal(maker_fee), taker_fee_rate=Decimal(taker_fee),
                          genesis_time_ns=time.time_ns())
     replay = IndexedReplay(TapeReplay(

@@ -22,7 +22,7 @@ import re
 import sys
 import threading
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cosmpy.mnemonic import derive_child_key_from_mnemonic
@@ -262,7 +262,7 @@ def audit_record(kind: str, event, order) -> dict:
     quantity for events that do not carry them. Free text is scrubbed of secrets."""
     venue_order_id = getattr(event, "venue_order_id", None) or (order.venue_order_id if order is not None else None)
     record = {
-        "ts": datetime.fromtimestamp(event.ts_event / 1e9, tz=timezone.utc).isoformat(),
+        "ts": datetime.fromtimestamp(event.ts_event / 1e9, tz=UTC).isoformat(),
         "ts_event_ns": event.ts_event,
         "event": kind,
         "client_order_id": event.client_order_id.value,

@@ -15,9 +15,9 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import tomli_w
 from nautilus_trader.config import (
@@ -37,9 +37,9 @@ from adapters.sei.factories import SeiLiveDataClientFactory, SeiLiveExecClientFa
 from adapters.sei.venue import SeiVenue
 from app.live.config import LiveConfig, without_none
 from app.live.control import operator_handlers, persisted_halt, prepare_control_dir, record_halt, start_control_server
+from app.live.lifecycle import RunOutcome, run_until_stopped
 from app.live.logs import AUDIT_FILE, AuditLog, AuditLogConfig, node_logging_config, register_key_secrets
 from app.live.ops import start_ops_server
-from app.live.lifecycle import RunOutcome, run_until_stopped
 from app.live.paper import PaperExecClientConfig, PaperExecClientFactory
 from app.live.status import STATUS_FILE, StatusWriter, StatusWriterConfig, write_json_atomic
 from backtests.recorder import RecorderConfig, RunRecorder
@@ -123,7 +123,8 @@ def _client_configs(config: LiveConfig):
     execution = SeiExecClientConfig(
         venue=VENUE, rpc_url=sei.rpc_url, contract=sei.contract, chain_id=sei.chain_id or None,
         instrument_id=sei.instrument_id, key_env=sei.key_env, key_file=sei.key_file or None,
-        gas_base=sei.gas_base, gas_per_action=sei.gas_per_action, gas_price=sei.gas_price, timeout_blocks=sei.timeout_blocks,
+        gas_base=sei.gas_base, gas_per_action=sei.gas_per_action, gas_price=sei.gas_price,
+        timeout_blocks=sei.timeout_blocks,
         max_retries=sei.max_retries, order_expiry_blocks=sei.order_expiry_blocks or None,
         stop_timeout_secs=sei.stop_timeout_secs,
     )
@@ -153,7 +154,8 @@ def cache_config(redis_url: str) -> CacheConfig:
 def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_dir: Path) -> Session:
     strat_cfg = config.strategy_config()
     if str(strat_cfg.instrument_id) != config.sei.instrument_id:
-        raise ValueError(f"strategy.instrument_id {strat_cfg.instrument_id} is not sei.instrument_id {config.sei.instrument_id}")
+        raise ValueError(f"strategy.instrument_id {strat_cfg.instrument_id} "
+                         f"is not sei.instrument_id {config.sei.instrument_id}")
     data_cfg, exec_cfg, exec_factory = _client_configs(config)
     forget_venues()
     node = TradingNode(
@@ -227,12 +229,13 @@ def node_status(session: Session) -> dict:
     exec_client = session.exec_client
     data_client = session.data_client
     quotes = [
-        {"client_order_id": coid.value, "side": w.side, "price_ticks": w.price_ticks, "leaves": w.leaves, "state": w.state}
+        {"client_order_id": coid.value, "side": w.side, "price_ticks": w.price_ticks, "leaves": w.leaves,
+         "state": w.state}
         for coid, w in strategy.orders.items()
     ]
     return {
         "mode": cfg.node.mode,
-        "updated_at": datetime.now(timezone.utc).isoformat(),
+        "updated_at": datetime.now(UTC).isoformat(),
         "uptime_s": round((now - session.started_ns) / NS, 3),
         "ready": session.strategy.is_running,
         "connected": bool(data_client and data_client.is_connected and exec_client and exec_client.is_connected
@@ -253,7 +256,8 @@ def node_status(session: Session) -> dict:
         "strategy_stats": dict(strategy.stats),
         "resumed": strategy.resumed,
         "execution": exec_client.snapshot() if hasattr(exec_client, "snapshot") else None,
-        "data": {"resnapshots": getattr(data_client, "resnapshots", 0), "stale_events": getattr(data_client, "stale_events", 0),
+        "data": {"resnapshots": getattr(data_client, "resnapshots", 0),
+                 "stale_events": getattr(data_client, "stale_events", 0),
                  "blocks_seen": venue.blocks_seen, "book_excludes": getattr(data_client, "excluded_owner", None)},
         "signal": session.signal_actor.engine.summary() if session.signal_actor else None,
     }
@@ -262,7 +266,7 @@ def node_status(session: Session) -> dict:
 def run_live(config: LiveConfig, duration_secs: float | None = None, state_dir: str | Path | None = None) -> Path:
     """Run a node until a signal or `duration_secs`; returns the session directory."""
     base = Path(state_dir or config.node.state_dir)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     session_dir = base / f"{config.node.mode}-{stamp}-{time.time_ns() % 1_000_000:06d}"
     session_dir.mkdir(parents=True, exist_ok=False)
     (session_dir / "config.toml").write_text(tomli_w.dumps(without_none(config.to_dict())))
@@ -280,7 +284,8 @@ def run_live(config: LiveConfig, duration_secs: float | None = None, state_dir: 
         loop.close()
     if not outcome.connected:
         reason = outcome.failure or "the clients had not connected when the node was stopped"
-        raise NodeStartError(f"could not connect to the venue at {config.sei.rpc_url}: {reason} (log: {session_dir}/node.json)")
+        raise NodeStartError(f"could not connect to the venue at {config.sei.rpc_url}: {reason} "
+                             f"(log: {session_dir}/node.json)")
     _write_session(session)
     if outcome.failure is not None:
         raise NodeFailure(f"{outcome.failure}; session written to {session_dir}")

@@ -99,7 +99,7 @@ async def _respond(reader: asyncio.StreamReader, status: Callable[[], dict]) -> 
         method, path = await asyncio.wait_for(_read_request(reader), REQUEST_TIMEOUT_S)
     except _BadRequest as exc:
         return exc.status, "text/plain; charset=utf-8", f"{exc}\n"
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return 408, "text/plain; charset=utf-8", "request not received in time\n"
     if path not in ("/health", "/metrics"):
         return 404, "text/plain; charset=utf-8", "not found: try /health or /metrics\n"

@@ -81,7 +81,8 @@ class PaperExecutionClient(LiveExecutionClient):
         sim = self._cfg.simulation
         if sim.fill_model == "queue":
             self.queue_module = QueueFillModule(instrument, make_queue_model(sim.queue_model, sim.queue_power))
-            modules, fill_model = [self.queue_module], QueueFillModel(self.queue_module.live, random_seed=self._cfg.seed)
+            modules, fill_model = [self.queue_module], QueueFillModel(self.queue_module.live,
+                                                                      random_seed=self._cfg.seed)
         else:
             modules, fill_model = [], FillModel(prob_fill_on_limit=1.0, prob_slippage=0.0, random_seed=self._cfg.seed)
         self.sim_clock.set_time(self._clock.timestamp_ns())
@@ -97,7 +98,8 @@ class PaperExecutionClient(LiveExecutionClient):
             reject_stop_orders=True, support_gtd_orders=True, support_contingent_orders=True,
             use_position_ids=True, use_random_ids=False, use_reduce_only=True, use_message_queue=False,
         )
-        self._client = BacktestExecClient(exchange=self.exchange, msgbus=self._msgbus, cache=self._cache, clock=self.sim_clock)
+        self._client = BacktestExecClient(exchange=self.exchange, msgbus=self._msgbus, cache=self._cache,
+                                          clock=self.sim_clock)
         self.exchange.register_client(self._client)
         self.exchange.add_instrument(instrument)
         self.exchange.initialize_account()
@@ -169,7 +171,9 @@ class PaperExecutionClient(LiveExecutionClient):
     async def generate_fill_reports(self, command: GenerateFillReports) -> list[FillReport]:
         return []
 
-    async def generate_position_status_reports(self, command: GeneratePositionStatusReports) -> list[PositionStatusReport]:
+    async def generate_position_status_reports(
+        self, command: GeneratePositionStatusReports,
+    ) -> list[PositionStatusReport]:
         return []
 
 

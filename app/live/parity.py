@@ -15,7 +15,7 @@ import bisect
 import json
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,7 +34,7 @@ def run_parity(config_path: str | Path, *, tolerance_blocks: int = 2, out: str |
     config = load_config(config_path)
     tape = open_tape(config.run.catalog)
     start_ns, end_ns = window(config, tape)
-    workdir = Path(out or config.run.out) / f"parity-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    workdir = Path(out or config.run.out) / f"parity-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     workdir.mkdir(parents=True, exist_ok=False)
     venue = config.venue
     net, replay = start_localnet(tape, start_ns, end_ns, seed=config.run.seed,
@@ -63,7 +63,8 @@ def run_parity(config_path: str | Path, *, tolerance_blocks: int = 2, out: str |
     backtest = run_backtest(parse_config(raw, source=str(config_path)), out=workdir / "backtest")
 
     bt_fills = [(int(side), Decimal(str(price)), _index(live.index_ts, int(ts)), Decimal(str(qty)))
-                for ts, side, price, qty in backtest.analytics.fills[["ts", "side", "price", "qty"]].itertuples(index=False)]
+                for ts, side, price, qty
+                in backtest.analytics.fills[["ts", "side", "price", "qty"]].itertuples(index=False)]
     live_fills = [(1 if f.side == "buy" else -1, f.price, live.height_to_index.get(f.height, -1), f.quantity)
                   for f in live.fills]
     matched, matched_qty, live_used = _match(bt_fills, live_fills, tolerance_blocks)
@@ -136,8 +137,10 @@ def render(report: dict) -> str:
         return "n/a" if x is None else f"{x:.2f} ms"
 
     return "\n".join([
-        f"parity: backtest vs live node on the localnet, {report['window']['backtest_start']} .. {report['window']['end']}",
-        f"  fills          backtest {report['backtest_fills']}, live {report['live_fills']}, matched {report['matched_fills']} "
+        f"parity: backtest vs live node on the localnet, "
+        f"{report['window']['backtest_start']} .. {report['window']['end']}",
+        f"  fills          backtest {report['backtest_fills']}, live {report['live_fills']}, "
+        f"matched {report['matched_fills']} "
         f"(side, price, within {report['tolerance_blocks']} blocks)",
         f"  fill agreement {pct(report['fill_agreement'])} of backtest fills (goal >= 90%); "
         f"{pct(report['live_fills_matched'])} of live fills; volume {pct(report['volume_agreement'])}",

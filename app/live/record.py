@@ -125,7 +125,8 @@ def record(config: LiveConfig, out: str | Path, duration_secs: float | None = No
     started = time.time_ns()
 
     def venue_failure() -> str | None:
-        return None if venue.failure is None else f"lost {sei.rpc_url} after height {venue.last_height}: {venue.failure!r:.300}"
+        return None if venue.failure is None else (f"lost {sei.rpc_url} after height {venue.last_height}: "
+                                                   f"{venue.failure!r:.300}")
 
     try:
         try:

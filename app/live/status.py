@@ -10,9 +10,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
-import pandas as pd
 
 STATUS_FILE = "status.json"
 

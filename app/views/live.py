@@ -4,7 +4,7 @@ The page only reads that file, every few seconds, so it can neither disturb the 
 it. Whatever the node adds to the file beyond the fields shown up top is listed below them.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -61,7 +61,7 @@ def show_status() -> None:
         stamp = updated_at(status.get("updated_at"))
     except (ValueError, TypeError):
         stamp = None
-    age = (datetime.now(timezone.utc) - stamp).total_seconds() if stamp else None
+    age = (datetime.now(UTC) - stamp).total_seconds() if stamp else None
     if age is None:
         st.warning("The status has no readable `updated_at`, so its age is unknown.")
     elif age > STALE_AFTER_SECONDS:
@@ -70,7 +70,7 @@ def show_status() -> None:
                f"{REFRESH_SECONDS} s")
     present = [(key, label) for key, label in HEADLINE if key in status and not isinstance(status[key], (dict, list))]
     for row in range(0, len(present), 5):
-        for col, (key, label) in zip(st.columns(5), present[row:row + 5]):
+        for col, (key, label) in zip(st.columns(5), present[row:row + 5], strict=False):
             col.metric(label, scalar(status[key]))
 
     history = st.session_state.setdefault("live_history", {}).setdefault(str(source), [])

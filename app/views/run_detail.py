@@ -45,7 +45,7 @@ for col, (name, key, spec) in zip(cols, [
     ("total PnL (USDC)", "pnl_total", ",.4f"), ("Sharpe (ann.)", "sharpe", ",.2f"),
     ("max drawdown (USDC)", "max_drawdown", ",.4f"), ("fills", "fill_count", ","),
     ("fill ratio", "fill_ratio", ".2%"), ("quote uptime", "quote_uptime", ".1%"),
-]):
+], strict=True):
     col.metric(name, shown(metrics.get(key), spec))
 window = metrics.get("window") or {}
 st.caption(f"{window.get('start')} .. {window.get('end')} | fill model {metrics.get('fill_model')} | "

@@ -52,19 +52,20 @@ if len(pair) == 2:
     names = [ui.label(Path(p), root) for p in pair]
     flat = [runs.flatten(ui.metrics(Path(p))) for p in pair]
     keys = [k for k in flat[0] if not isinstance(flat[0][k], list) and k in flat[1]]
-    side = pd.DataFrame({name: [m[k] for k in keys] for name, m in zip(names, flat)}, index=keys)
+    side = pd.DataFrame({name: [m[k] for k in keys] for name, m in zip(names, flat, strict=True)}, index=keys)
     side = side.astype(str)
-    side.insert(0, "differs", [a != b for a, b in zip(side.iloc[:, 0], side.iloc[:, 1])])
+    side.insert(0, "differs", [a != b for a, b in zip(side.iloc[:, 0], side.iloc[:, 1], strict=True)])
     st.dataframe(side, height=500)
     try:
         configs = [runs.flatten(runs.load_config_text(Path(p))[1]) for p in pair]
         changed = sorted(k for k in set(configs[0]) | set(configs[1]) if configs[0].get(k) != configs[1].get(k))
         st.markdown("**Config differences**" if changed else "**Same config**")
         if changed:
-            st.dataframe(pd.DataFrame({name: [str(c.get(k)) for k in changed] for name, c in zip(names, configs)},
+            st.dataframe(pd.DataFrame({name: [str(c.get(k)) for k in changed]
+                                       for name, c in zip(names, configs, strict=True)},
                                       index=changed))
         equities = {n: analysis.minmax_downsample(ui.frame(Path(p), "equity"), "ts", ["equity"])
-                    for n, p in zip(names, pair)}
+                    for n, p in zip(names, pair, strict=True)}
         st.plotly_chart(charts.compare_figure(equities))
     except runs.RunDirError as exc:
         st.error(str(exc))

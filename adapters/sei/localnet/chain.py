@@ -185,7 +185,8 @@ def execute_gas(tx_size: int, msg: dict[str, Any]) -> int:
     name, body = next(iter(msg.items())) if isinstance(msg, dict) and len(msg) == 1 else (None, None)
     actions = body.get("actions") if name == "batch" and isinstance(body, dict) else None
     n_actions = len(actions) if isinstance(actions, list) else 1
-    return TX_SIZE_COST_PER_BYTE * tx_size + SIG_VERIFY_COST_SECP256K1 + WASM_EXECUTE_COST + WASM_ACTION_COST * n_actions
+    return (TX_SIZE_COST_PER_BYTE * tx_size + SIG_VERIFY_COST_SECP256K1 + WASM_EXECUTE_COST
+            + WASM_ACTION_COST * n_actions)
 
 
 def rfc3339_nano(time_ns: int) -> str:
@@ -351,7 +352,8 @@ class Chain:
         self._tx_cache: OrderedDict[str, None] = OrderedDict()
         self._faults = _Faults()
 
-    def _genesis_funds(self, address: str, bank: tuple[tuple[str, int], ...], deposit: tuple[tuple[str, int], ...]) -> None:
+    def _genesis_funds(self, address: str, bank: tuple[tuple[str, int], ...],
+                       deposit: tuple[tuple[str, int], ...]) -> None:
         for denom, amount in bank:
             self._credit(address, denom, amount)
         if deposit:
@@ -444,7 +446,8 @@ class Chain:
         paid = sum(c.amount for c in tx.fee if c.denom == BASE_DENOM)
         if paid < required or any(c.denom != BASE_DENOM for c in tx.fee):
             got = ",".join(str(c) for c in tx.fee)
-            raise _TxError(CODE_INSUFFICIENT_FEE, f"insufficient fees; got: {got} required: {required}{BASE_DENOM}: insufficient fee")
+            raise _TxError(CODE_INSUFFICIENT_FEE,
+                           f"insufficient fees; got: {got} required: {required}{BASE_DENOM}: insufficient fee")
 
     def _ante(
         self, raw: bytes, tx: DecodedTx, height: int, sequences: dict[str, int], spent: dict[str, int],
@@ -461,9 +464,11 @@ class Chain:
             ))
         signer = tx.signers[0]
         if signer.sign_mode != "SIGN_MODE_DIRECT":
-            raise _TxError(CODE_INVALID_REQUEST, f"sign mode {signer.sign_mode}: the localnet verifies SIGN_MODE_DIRECT only: invalid request")
+            raise _TxError(CODE_INVALID_REQUEST, f"sign mode {signer.sign_mode}: "
+                           "the localnet verifies SIGN_MODE_DIRECT only: invalid request")
         if signer.pubkey_type is not None and signer.pubkey_type != SECP256K1_PUBKEY_TYPE_URL:
-            raise _TxError(CODE_INVALID_PUBKEY, f"unsupported public key type {signer.pubkey_type[:80]!r}: invalid pubkey")
+            raise _TxError(CODE_INVALID_PUBKEY,
+                           f"unsupported public key type {signer.pubkey_type[:80]!r}: invalid pubkey")
         if tx.timeout_height and height > tx.timeout_height:
             raise _TxError(CODE_TX_TIMEOUT_HEIGHT, (
                 f"tx timeout height; current height: {height}, timeout height: {tx.timeout_height}: tx timeout height"
@@ -480,10 +485,12 @@ class Chain:
         fee = sum(c.amount for c in tx.fee if c.denom == BASE_DENOM)
         available = self.balance(sender, BASE_DENOM) - spent.get(sender, 0)
         if available < fee:
-            raise _TxError(CODE_INSUFFICIENT_FUNDS, f"{available}{BASE_DENOM} is smaller than {fee}{BASE_DENOM}: insufficient funds")
+            raise _TxError(CODE_INSUFFICIENT_FUNDS,
+                           f"{available}{BASE_DENOM} is smaller than {fee}{BASE_DENOM}: insufficient funds")
         if signer.pubkey_bytes is not None:
             if txlib.address_of(signer.pubkey_bytes) != sender:
-                raise _TxError(CODE_INVALID_PUBKEY, f"pubKey does not match signer address {sender} with signer index: 0: invalid pubkey")
+                raise _TxError(CODE_INVALID_PUBKEY,
+                               f"pubKey does not match signer address {sender} with signer index: 0: invalid pubkey")
             public_key = signer.pubkey_bytes
         else:
             public_key = public_keys.get(sender, account.public_key)
@@ -564,7 +571,8 @@ class Chain:
         try:
             msg_events = self._execute(ante.sender, message.contract, message.msg, message.funds, height)
         except _TxError as e:
-            return failed(e.code, f"failed to execute message; message index: 0: {e.log}", e.codespace, gas_used, events)
+            return failed(e.code, f"failed to execute message; message index: 0: {e.log}", e.codespace, gas_used,
+                          events)
         data = TxMsgData(data=[MsgData(msg_type=WASM_EXECUTE_TYPE_URL, data=b"")]).SerializeToString()
         return TxResult(raw, tx.hash, 0, "", "", data, tx.gas_limit, gas_used, tuple(events + msg_events))
 
@@ -576,7 +584,8 @@ class Chain:
         for coin in funds:
             have = self.balance(sender, coin.denom)
             if have < coin.amount:
-                raise _TxError(CODE_INSUFFICIENT_FUNDS, f"{have}{coin.denom} is smaller than {coin}: insufficient funds")
+                raise _TxError(CODE_INSUFFICIENT_FUNDS,
+                               f"{have}{coin.denom} is smaller than {coin}: insufficient funds")
         try:
             contract_events = self.clob.execute(sender, msg, height, [(c.denom, c.amount) for c in funds])
         except ContractError as e:
@@ -664,7 +673,8 @@ class Chain:
         if h < 1:
             raise BlockUnavailable(f"height must be greater than 0, but got {h}")
         if h > self.height:
-            raise BlockUnavailable(f"height {h} must be less than or equal to the current blockchain height {self.height}")
+            raise BlockUnavailable(f"height {h} must be less than or equal to "
+                                   f"the current blockchain height {self.height}")
         stored = self._store.get(h)
         if stored is None:
             raise BlockUnavailable(f"height {h} is not available, lowest height is {self.earliest_height}")
@@ -677,8 +687,10 @@ class Chain:
         try:
             if height not in (0, self.height):
                 if height > self.height:
-                    raise _TxError(CODE_INVALID_REQUEST, "cannot query with height in the future; please provide a valid height: invalid request")
-                raise _TxError(CODE_INVALID_REQUEST, f"the localnet answers queries at the latest height ({self.height}) only: invalid request")
+                    raise _TxError(CODE_INVALID_REQUEST, "cannot query with height in the future; "
+                                   "please provide a valid height: invalid request")
+                raise _TxError(CODE_INVALID_REQUEST, f"the localnet answers queries at the latest height "
+                               f"({self.height}) only: invalid request")
             handler = self._query_handlers().get(path)
             if handler is None:
                 raise _TxError(CODE_UNKNOWN_REQUEST, f"unknown query path {path[:200]!r}: unknown request")
@@ -699,7 +711,8 @@ class Chain:
         _check_address(address)
         account = self.account(address)
         if account is None:
-            raise _TxError(CODE_KEY_NOT_FOUND, f"rpc error: code = NotFound desc = account {address} not found: key not found")
+            raise _TxError(CODE_KEY_NOT_FOUND,
+                           f"rpc error: code = NotFound desc = account {address} not found: key not found")
         return txlib.encode_account_response(account)
 
     def _query_smart(self, data: bytes) -> bytes:
@@ -710,7 +723,9 @@ class Chain:
         try:
             msg = json.loads(query.decode("utf-8"))
         except (ValueError, RecursionError):
-            raise _TxError(WASM_CODE_QUERY_FAILED, "flashmm_clob: invalid_message: query is not JSON: query wasm contract failed", "wasm") from None
+            raise _TxError(WASM_CODE_QUERY_FAILED,
+                           "flashmm_clob: invalid_message: query is not JSON: query wasm contract failed",
+                           "wasm") from None
         try:
             answer = self.clob.query(msg, self.height)
         except ContractError as e:
@@ -778,7 +793,8 @@ def _decode(raw: bytes) -> DecodedTx:
     except TxDecodeError as e:
         raise _TxError(CODE_TX_DECODE, f"{e}: tx parse error") from None
     if len(tx.messages) != 1:
-        raise _TxError(CODE_INVALID_REQUEST, f"the localnet accepts one message per tx, got {len(tx.messages)}: invalid request")
+        raise _TxError(CODE_INVALID_REQUEST,
+                       f"the localnet accepts one message per tx, got {len(tx.messages)}: invalid request")
     message = tx.messages[0]
     if message.type_url != WASM_EXECUTE_TYPE_URL:
         raise _TxError(CODE_INVALID_REQUEST, (
@@ -794,7 +810,8 @@ def _decode(raw: bytes) -> DecodedTx:
     if any(c.amount == 0 for c in message.funds) or len(set(denoms)) != len(denoms) or denoms != sorted(denoms):
         raise _TxError(CODE_INVALID_COINS, f"sentFunds: {','.join(str(c) for c in message.funds)}: invalid coins")
     if tx.fee_granter or tx.fee_payer:
-        raise _TxError(CODE_INVALID_REQUEST, "fee grants and fee payers are not supported by the localnet: invalid request")
+        raise _TxError(CODE_INVALID_REQUEST,
+                       "fee grants and fee payers are not supported by the localnet: invalid request")
     return tx
 
 
@@ -851,7 +868,8 @@ def _canonical(obj: Any) -> bytes:
 
 
 def _block_id(block_hash: str) -> dict[str, Any]:
-    return {"hash": block_hash, "parts": {"total": 1 if block_hash else 0, "hash": _digest(block_hash.encode()) if block_hash else ""}}
+    return {"hash": block_hash,
+            "parts": {"total": 1 if block_hash else 0, "hash": _digest(block_hash.encode()) if block_hash else ""}}
 
 
 def _load(stored: _Stored) -> dict[str, Any]:

@@ -367,7 +367,8 @@ class Clob:
         lots = _EXACT.divide(quantity, self.market.lot_size)
         if quantity <= 0 or lots != lots.to_integral_value() or quantity >= order.remaining:
             raise ContractError(
-                "invalid_quantity", f"reduce by {_fmt(quantity)}: a positive multiple of the lot below the remaining {_fmt(order.remaining)}"
+                "invalid_quantity", f"reduce by {_fmt(quantity)}: a positive multiple of the lot "
+                f"below the remaining {_fmt(order.remaining)}"
             )
         denom, before = self._reserve(order.side, order.price, order.remaining)
         order.remaining = _EXACT.subtract(order.remaining, quantity)
@@ -573,7 +574,8 @@ def _parse_execute(msg: Any) -> Any:
 def _parse_action(msg: Any) -> _Place | _Cancel | _Reduce | _CancelAll:
     name, body = _variant(msg)
     if name == "place_order":
-        _fields(body, required=("client_order_id", "side", "price", "quantity", "post_only"), optional=("expiry_height",))
+        _fields(body, required=("client_order_id", "side", "price", "quantity", "post_only"),
+                optional=("expiry_height",))
         if body["side"] not in ("buy", "sell"):
             raise _invalid("side: expected buy or sell")
         if not isinstance(body["post_only"], bool):

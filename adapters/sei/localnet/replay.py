@@ -289,7 +289,8 @@ class TapeReplay:
                 self._expected[level] = after
         cancels = [{"cancel_order": {"order_id": oid}} for entry in plan.values() for oid in entry.cancels]
         cancels += [
-            {"reduce_order": {"order_id": entry.reduce[0], "quantity": self._text(entry.reduce[1], self.size_precision)}}
+            {"reduce_order": {"order_id": entry.reduce[0],
+                              "quantity": self._text(entry.reduce[1], self.size_precision)}}
             for entry in plan.values() if entry.reduce
         ]
         places = [

@@ -150,7 +150,8 @@ class _Client:
         try:
             self.outbox.put_nowait(item)
         except asyncio.QueueFull:
-            log.warning("dropping client %s: %d messages queued, it is not reading", self.ws.remote_address, OUTBOX_LIMIT)
+            log.warning("dropping client %s: %d messages queued, it is not reading", self.ws.remote_address,
+                        OUTBOX_LIMIT)
             self.ws.transport.abort()
 
 
@@ -518,7 +519,8 @@ def _count(params: dict[str, Any], name: str) -> int | None:
 
 
 def _error(request_id: Any, code: int, data: str) -> str:
-    return _dumps({"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": _ERROR_MESSAGES[code], "data": data}})
+    return _dumps({"jsonrpc": "2.0", "id": request_id,
+                   "error": {"code": code, "message": _ERROR_MESSAGES[code], "data": data}})
 
 
 def _dumps(obj: Any) -> str:
@@ -533,10 +535,13 @@ def _malformed_push(i: int, sub: _Subscription, height: int) -> str | bytes:
         lambda: head + '{"query":' + sub.query_json + ',"data":{"type":"tendermint/event/Tx","val',
         lambda: b"\xff\xfe\x00binary frame",
         lambda: head + '"not an object"}',
-        lambda: head + _dumps({"query": json.loads(sub.query_json), "data": {"type": "tendermint/event/NewBlock"}, "events": {}}) + "}",
-        lambda: head + _dumps({"query": json.loads(sub.query_json), "data": {"type": "tendermint/event/NewBlock", "value": {
-            "block": {"header": {"chain_id": 7, "height": "not-a-height", "time": "yesterday"}, "data": {"txs": "nope"}},
-        }}, "events": {"tm.event": "NewBlock"}}) + "}",
+        lambda: head + _dumps({"query": json.loads(sub.query_json), "data": {"type": "tendermint/event/NewBlock"},
+                               "events": {}}) + "}",
+        lambda: head + _dumps({"query": json.loads(sub.query_json), "data": {
+            "type": "tendermint/event/NewBlock",
+            "value": {"block": {"header": {"chain_id": 7, "height": "not-a-height", "time": "yesterday"},
+                                "data": {"txs": "nope"}}},
+        }, "events": {"tm.event": "NewBlock"}}) + "}",
         lambda: head + _dumps({"query": json.loads(sub.query_json), "data": {"type": "tendermint/event/Tx", "value": {
             "TxResult": {"height": str(height), "index": 0, "tx": "%%% not base64 %%%", "result": {"events": [
                 {"type": "wasm-filled", "attributes": [{"key": "@@not-base64@@", "value": "////"}]},
@@ -545,7 +550,8 @@ def _malformed_push(i: int, sub: _Subscription, height: int) -> str | bytes:
         lambda: head + _dumps({"query": json.loads(sub.query_json), "data": {"type": "tendermint/event/Tx", "value": {
             "TxResult": {"height": -1, "index": "zero", "tx": None, "result": []},
         }}, "events": []}) + "}",
-        lambda: '{"jsonrpc":"2.0","id":' + sub.id_json + ',"result":{"query":' + sub.query_json + ',"data":' + "[" * 5000 + "]" * 5000 + "}}",
+        lambda: ('{"jsonrpc":"2.0","id":' + sub.id_json + ',"result":{"query":' + sub.query_json + ',"data":'
+                 + "[" * 5000 + "]" * 5000 + "}}"),
     ]
     return kinds[i % len(kinds)]()
 
