@@ -126,8 +126,9 @@ def compare(tape: Tape, order_qty: float = 100.0, latency_ms: float = 400.0, que
             queue_power: float = 2.0, start_ns: int | None = None, end_ns: int | None = None) -> dict:
     try:
         from backtests.fidelity_hbt import run_hftbacktest
-    except ImportError as exc:  # hftbacktest is a test/dev dependency
-        raise ValueError(f"flashmm fidelity needs hftbacktest ({exc}): pip install -e '.[test]'") from None
+    except ImportError as exc:  # hftbacktest (and numba) is an extra: the node never needs it
+        raise ValueError(f"flashmm fidelity needs hftbacktest, which is not installed ({exc}): install the "
+                         "'fidelity' extra, e.g. pip install -e '.[fidelity]'") from None
 
     start_ns = tape.start_ns if start_ns is None else start_ns
     end_ns = tape.end_ns if end_ns is None else end_ns

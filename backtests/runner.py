@@ -18,8 +18,10 @@ import tomli_w
 from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
 from nautilus_trader.backtest.models import FillModel, LatencyModel, MakerTakerFeeModel
 from nautilus_trader.config import LoggingConfig, RiskEngineConfig
+from nautilus_trader.core.data import Data
+from nautilus_trader.model.data import CustomData, DataType
 from nautilus_trader.model.enums import AccountType, BookType, OmsType
-from nautilus_trader.model.identifiers import TraderId
+from nautilus_trader.model.identifiers import ClientId, TraderId
 from nautilus_trader.model.instruments import CurrencyPair
 from nautilus_trader.model.objects import Money
 from tqdm import tqdm
@@ -85,8 +87,10 @@ def run_backtest(
 
     wall0 = time.perf_counter()
     events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress)
-    engine.end()
+    wind_down(engine, strategy, latency_model(venue))
     wall = time.perf_counter() - wall0
+    left_open = len(engine.cache.orders_open(strategy_id=strategy.id)) + len(
+        engine.cache.orders_inflight(strategy_id=strategy.id))
 
     account = engine.portfolio.account(instrument.id.venue)
     cash_change = float(account.balance_total(instrument.quote_currency)) - venue.starting_quote
@@ -109,6 +113,7 @@ def run_backtest(
         "trading_state": engine.kernel.risk_engine.trading_state.name,
         "halt_reason": strategy.halt_reason,
         "orders_submitted": int(len(orders)),
+        "orders_left_open": left_open,
         "strategy_stats": dict(strategy.stats),
         "window": {"start": iso_utc(start_ns), "end": iso_utc(end_ns)},
         "synthetic_data": bool(tape.meta.get("synthetic", False)),
@@ -175,6 +180,38 @@ def latency_model(venue) -> LatencyModel | None:
         return None
     return LatencyModel(base_latency_nanos=0, insert_latency_nanos=insert, update_latency_nanos=insert,
                         cancel_latency_nanos=cancel)
+
+
+class EndOfTape(Data):
+    """A marker fed after the last record of a run: it moves the engine's clock on, so that the
+    commands still in flight when the tape ended (the strategy's last cancels) reach the venue."""
+
+    def __init__(self, ts: int) -> None:
+        self._ts = ts
+
+    @property
+    def ts_event(self) -> int:
+        return self._ts
+
+    @property
+    def ts_init(self) -> int:
+        return self._ts
+
+
+def wind_down(engine: BacktestEngine, strategy: MarketMaker, latency: LatencyModel | None) -> None:
+    """End a run as a live session ends: the strategy pulls every quote while it is still running
+    (an order still in flight is cancelled once the venue accepts it), the clock runs on until the
+    last of those commands has reached the venue, then the engine stops. Without it the run would
+    end with orders resting or half-cancelled, and `orders.parquet` would say so."""
+    strategy.pull_quotes("end of tape")
+    if latency is not None:
+        now = engine.kernel.clock.timestamp_ns()
+        # An order in flight at the end is accepted after the insert latency, then cancelled.
+        drain = latency.insert_latency_nanos + latency.cancel_latency_nanos + 1
+        engine.add_data([CustomData(DataType(EndOfTape), EndOfTape(now + drain))], client_id=ClientId("FLASHMM"))
+        engine.run(streaming=True)
+        engine.clear_data()
+    engine.end()
 
 
 def window(config: BacktestConfig, tape: Tape) -> tuple[int, int]:

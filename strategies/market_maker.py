@@ -97,6 +97,7 @@ class MarketMaker(Strategy):
         self.peak_pnl = 0.0
         self.halted = False
         self.halt_reason = ""
+        self.winding_down = False
         self.stale = False
         self.book: OrderBook | None = None
         self.last_book_ns = 0
@@ -137,6 +138,13 @@ class MarketMaker(Strategy):
 
     def on_stop(self) -> None:
         self._cancel_all(reason="stop")
+
+    def pull_quotes(self, reason: str) -> None:
+        """Stop quoting for good and cancel everything, while still running: an order in flight is
+        cancelled when the venue accepts it, which a stopped strategy would never hear of. The
+        backtest runner calls it when the tape ends, before it stops the engine."""
+        self.winding_down = True
+        self._cancel_all(reason=reason)
 
     # -- market data ----------------------------------------------------------------------------
 
@@ -198,7 +206,7 @@ class MarketMaker(Strategy):
     # -- quoting --------------------------------------------------------------------------------
 
     def _requote(self, top: Top) -> None:
-        if self.halted or self.stale:
+        if self.halted or self.stale or self.winding_down:
             return
         now = self.clock.timestamp_ns()
         if self._check_kill_switch(top.mid):

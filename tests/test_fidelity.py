@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,15 @@ def test_fidelity_cli_prints_both_engines_and_ratios():
     assert out.returncode == 0, out.stderr[-2000:]
     for needle in ("FlashMM/NT", "hftbacktest", "fill-count ratio", "maker-volume ratio"):
         assert needle in out.stdout
+
+
+def test_fidelity_without_hftbacktest_names_the_extra_to_install(tmp_path):
+    """The node's image installs no extras: there `flashmm fidelity` must say what to install."""
+    blocked = tmp_path / "hftbacktest"
+    blocked.mkdir()
+    (blocked / "__init__.py").write_text("raise ImportError('No module named hftbacktest')\n")
+    out = subprocess.run([sys.executable, "-m", "app.cli", "fidelity", "--catalog", str(ROOT / "data/sample"),
+                          "--end", "+1min"], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "needs hftbacktest" in out.stderr and "pip install -e '.[fidelity]'" in out.stderr
