@@ -50,6 +50,11 @@ class SignalSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     latency_budget_ms: float = 5.0
     trip_after: int = 3  # consecutive over-budget inferences that trip the breaker
     cooldown_secs: float = 60.0  # how long a tripped model stays out before it is retried
+    # Backtests only: the inference time each call is taken to have ("simulated", deterministic
+    # whatever the machine's load), or "measured" (`flashmm bench` measures the real one). The live
+    # node always measures.
+    inference_latency: Literal["simulated", "measured"] = "simulated"
+    simulated_inference_us: float = 100.0
 
 
 class BacktestConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -3,6 +3,10 @@
 The recorder is an Actor beside the strategy, so the strategy carries no bookkeeping for reports.
 It follows the strategy's order events on the message bus and keeps its own view of which of our
 orders are live at the venue (accepted and not yet closed), which is what `quotes.parquet` shows.
+
+Every row carries the engine's clock (`ts_init`: when the data or event reached us), the one clock
+the analytics compare rows on. The venue's own times (`ts_event`) are data; a venue whose clock
+runs ahead of ours (as a capture host's often does) must not reorder fills against the book.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ class RunRecorder(Actor):
         top = (float(bid), float(ask), float(book.best_bid_size()), float(book.best_ask_size()))
         if top != self._last_top:
             self._last_top = top
-            self.tob.append((deltas.ts_event, *top))
+            self.tob.append((deltas.ts_init, *top))
 
     def _on_order_event(self, event) -> None:
         coid = event.client_order_id.value
@@ -72,7 +76,7 @@ class RunRecorder(Actor):
             self.live[coid] = (order.side == OrderSide.BUY, float(order.price), float(order.leaves_qty))
         elif isinstance(event, OrderFilled):
             self.fills.append((
-                event.ts_event, coid, event.venue_order_id.value, event.trade_id.value,
+                event.ts_init, coid, event.venue_order_id.value, event.trade_id.value,
                 1 if event.order_side == OrderSide.BUY else -1, float(event.last_px),
                 float(event.last_qty), "MAKER" if event.liquidity_side == LiquiditySide.MAKER else "TAKER",
                 float(event.commission), event.commission.currency.code,
@@ -88,7 +92,7 @@ class RunRecorder(Actor):
             self.live.pop(coid, None)
         else:
             return
-        self._record_quote(event.ts_event)
+        self._record_quote(event.ts_init)
 
     def _record_quote(self, ts: int) -> None:
         bids = [(px, q) for is_buy, px, q in self.live.values() if is_buy]

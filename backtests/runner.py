@@ -77,6 +77,7 @@ def run_backtest(
         signal_actor = SignalActor(SignalActorConfig(
             instrument_id=instrument.id, model_dir=sig.model or None, latency_budget_ms=sig.latency_budget_ms,
             trip_after=sig.trip_after, cooldown_secs=sig.cooldown_secs,
+            simulated_latency_us=sig.simulated_inference_us if sig.inference_latency == "simulated" else None,
         ))
         engine.add_actor(signal_actor)
     strategy = strategy_cls(strat_cfg)
@@ -272,7 +273,7 @@ def orders_frame(cache, strategy_id) -> pd.DataFrame:
             "status": order.status_string(),
             "post_only": order.is_post_only,
             "ts_init": order.ts_init,
-            "ts_last": order.ts_last,
+            "ts_last": order.last_event.ts_init,  # on our clock, as every other timestamp of a run
         })
     columns = ["client_order_id", "venue_order_id", "side", "price", "quantity", "filled_qty", "avg_px",
                "status", "post_only", "ts_init", "ts_last"]

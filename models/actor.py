@@ -23,6 +23,7 @@ class SignalActorConfig(ActorConfig, frozen=True, forbid_unknown_fields=True):
     latency_budget_ms: float = 5.0
     trip_after: int = 3
     cooldown_secs: float = 60.0
+    simulated_latency_us: float | None = None  # backtests: a fixed inference time (see SignalEngine)
 
 
 class SignalActor(Actor):
@@ -31,7 +32,8 @@ class SignalActor(Actor):
         self.instrument_id = config.instrument_id
         self.features = OnlineFeatures()
         self.engine = SignalEngine(
-            config.model_dir, config.latency_budget_ms, config.trip_after, int(config.cooldown_secs * 1e9)
+            config.model_dir, config.latency_budget_ms, config.trip_after, int(config.cooldown_secs * 1e9),
+            config.simulated_latency_us,
         )
         self.data_type = DataType(SignalData)
 

@@ -85,6 +85,9 @@ class SignalEngine:
     latency_budget_ms: float = 5.0
     trip_after: int = 3  # consecutive over-budget inferences before tripping (one slow call is noise)
     cooldown_ns: int = 60_000_000_000
+    # A backtest must not depend on how busy the machine is: there each inference "takes" this
+    # configured time instead of the measured one (None = measure, as a live node must).
+    simulated_latency_us: float | None = None
     log: object = None
     model: LoadedModel | None = None
     open_until_ns: int = 0
@@ -118,6 +121,8 @@ class SignalEngine:
             t0 = time.perf_counter_ns()
             probs = model.predict(x)
             latency_us = (time.perf_counter_ns() - t0) / 1_000
+            if self.simulated_latency_us is not None:
+                latency_us = self.simulated_latency_us
             self.latencies_us.append(latency_us)
             if not np.all(np.isfinite(probs)) or abs(probs.sum() - 1) > 1e-3 or np.any(probs < 0):
                 self._trip("nan", now_ns, f"output {probs}")

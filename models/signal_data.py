@@ -47,7 +47,7 @@ class SignalData(Data):
         return self._ts_init
 
     def row(self) -> tuple:
-        return (self._ts_event, self.p_down, self.p_flat, self.p_up, self.expected_move_bps, self.confidence,
+        return (self._ts_init, self.p_down, self.p_flat, self.p_up, self.expected_move_bps, self.confidence,
                 self.model_id, self.latency_us, self.fallback)
 
     def __repr__(self) -> str:

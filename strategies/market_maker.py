@@ -149,14 +149,17 @@ class MarketMaker(Strategy):
     # -- market data ----------------------------------------------------------------------------
 
     def on_order_book_deltas(self, deltas) -> None:
-        self.last_book_ns = deltas.ts_event
+        # One clock: every decision runs on the engine's clock (the receive time, a batch's
+        # ts_init). The venue's ts_event is data: it may run ahead of or behind our clock.
+        now = self.clock.timestamp_ns()
+        self.last_book_ns = now
         self.book = self.cache.order_book(self.cfg.instrument_id)
         top = self._top()
         if top is None:
             return
-        self.vol.update(deltas.ts_event, top.mid)
+        self.vol.update(now, top.mid)
         self.stale = False
-        if self._needs_requote(top, deltas.ts_event):
+        if self._needs_requote(top, now):
             self._requote(top)
 
     def _on_timer(self, event) -> None:
@@ -361,7 +364,7 @@ class MarketMaker(Strategy):
             return
         tracked.state = WORKING
         if tracked.cancel_on_accept:
-            self._cancel(event.client_order_id, event.ts_event, count=False)
+            self._cancel(event.client_order_id, self.clock.timestamp_ns(), count=False)
 
     def on_order_filled(self, event: OrderFilled) -> None:
         qty = self._book_fill(event)

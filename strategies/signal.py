@@ -82,7 +82,7 @@ class ModelSignal:
         certainty = (data.confidence - cfg.signal_min_confidence) / max(1 - cfg.signal_min_confidence, 1e-9)
         lean = _step(cfg.signal_size_skew * (data.p_up - data.p_down), SIZE_STEP)
         return Signal(
-            ts_ns=data.ts_event,
+            ts_ns=data.ts_init,  # when the signal was made, on our clock (ts_event is the venue's)
             fair_shift_bps=cfg.signal_fair_shift_mult * data.expected_move_bps,
             spread_scale=1 - _step(cfg.signal_max_tighten * certainty, SPREAD_STEP),
             bid_size_scale=1 + lean,
