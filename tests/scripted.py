@@ -63,7 +63,7 @@ def evolve(steps: list[dict], bid="0.4000", ask="0.4005", size=100.0) -> list[Bl
                     book[px] = sz
         deepest = min(bids)
         bids[deepest] = size + (t // 400) % 2  # a block always carries a delta
-        blocks.append(Block(t, dict(bids), dict(asks), step.get("trades", [])))
+        blocks.append(Block(t, dict(bids), dict(asks), step.get("trades", []), step.get("snapshot", False)))
     return blocks
 
 

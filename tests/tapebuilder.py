@@ -28,6 +28,7 @@ class Block:
     bids: dict[str, float]  # price text -> size
     asks: dict[str, float]
     trades: list[tuple[str, str, float]] = field(default_factory=list)  # (side "buy"/"sell", price, size)
+    snapshot: bool = False  # published as a full snapshot (CLEAR, then every level), as a re-snapshot is
 
 
 def ladder(bid: str, ask: str, size: float = 1000.0, depth: int = 10) -> tuple[dict, dict]:
@@ -60,7 +61,7 @@ def write_tape(path: Path, blocks: list[Block]) -> Path:
         state = {(OrderSide.BUY, p): s for p, s in block.bids.items()}
         state.update({(OrderSide.SELL, p): s for p, s in block.asks.items()})
         out: list[tuple[BookAction, OrderSide, str, float]] = []
-        if prev is None:
+        if prev is None or block.snapshot:
             out.append((BookAction.CLEAR, OrderSide.NO_ORDER_SIDE, "0", 0.0))
             prev = {}
         for key in prev:

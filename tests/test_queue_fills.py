@@ -63,6 +63,30 @@ SCENARIOS = [
         BUY_50 + [(900, "cancel", "a", "", "")], {},
         {"a": []}, id="cancel-landed-before-print-no-fill",
     ),
+    # Snapshots (a Tardis import's, a recorder's re-snapshot, paper mode's): a batch reaches the
+    # queue as the net change of each level. We rest behind 100 at 0.4000 in each row.
+    pytest.param(
+        [{"t": 1200, "snapshot": True}, {"t": 1600, "trades": [("sell", "0.4000", 10.0)]}],
+        BUY_50, {}, {"a": []}, id="identical-snapshot-keeps-our-place",
+    ),
+    pytest.param(
+        [{"t": 1200, "snapshot": True}, {"t": 1600, "trades": [("sell", "0.4000", 10.0)]}],
+        BUY_50, {"queue_model": "risk_averse"}, {"a": []}, id="identical-snapshot-keeps-our-place-risk-averse",
+    ),
+    pytest.param(
+        [{"t": 1200, "snapshot": True, "bid": {"0.4000": 40.0}}, {"t": 1600, "trades": [("sell", "0.4000", 50.0)]}],
+        BUY_50, {"queue_model": "risk_averse"}, {"a": [(0.4, 10.0)]}, id="snapshot-with-a-smaller-level",
+    ),
+    pytest.param(
+        [{"t": 1200, "snapshot": True, "bid": {"0.4000": 0}}, {"t": 1600, "bid": {"0.4000": 30.0}},
+         {"t": 2000, "trades": [("sell", "0.4000", 20.0)]}],
+        BUY_50, {}, {"a": [(0.4, 20.0)]}, id="snapshot-without-our-level-puts-us-first",
+    ),
+    pytest.param(
+        [{"t": 1200, "snapshot": True, "bid": {"0.4000": 40.0}, "trades": [("sell", "0.4000", 60.0)]},
+         {"t": 1600, "trades": [("sell", "0.4000", 50.0)]}],
+        BUY_50, {"queue_model": "risk_averse"}, {"a": [(0.4, 10.0)]}, id="snapshot-in-the-batch-of-a-print",
+    ),
 ]
 
 

@@ -93,17 +93,21 @@ class QueueFillModule(SimulationModule):
         if not self.live:
             return
         if levels:
+            # A batch is one book state: each level where we rest sees only its net change. A
+            # snapshot (CLEAR, then the levels again) that re-adds a level's size changed nothing
+            # there, and must not move us to the front of the queue on the way.
+            final: dict[tuple[bool, int], int] = {}
             for delta in deltas.deltas:
                 action = delta.action
                 if action == _CLEAR:
-                    for is_buy, price in list(levels):
-                        self.queue.on_depth(is_buy, price, 0)
+                    final = dict.fromkeys(levels, 0)
                     continue
                 order = delta.order
                 key = (order.side == OrderSide.BUY, order.price.raw // self.tick_raw)
                 if key in levels:
-                    size = 0 if action == _DELETE else order.size.raw // self.lot_raw
-                    self.queue.on_depth(key[0], key[1], size)
+                    final[key] = 0 if action == _DELETE else order.size.raw // self.lot_raw
+            for (is_buy, price), size in final.items():
+                self.queue.on_depth(is_buy, price, size)
         self._cross()
 
     def _cross(self) -> None:
