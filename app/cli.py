@@ -219,7 +219,7 @@ def _cmd_import_tardis(args: argparse.Namespace) -> int:
     summary = import_tardis(
         book=Path(args.book), trades=Path(args.trades) if args.trades else None,
         instrument_id=args.instrument, price_precision=args.price_precision,
-        size_precision=args.size_precision, out=Path(args.out),
+        size_precision=args.size_precision, out=Path(args.out), allow_crossed=args.allow_crossed,
     )
     print(json.dumps(summary, indent=2, default=str))
     return 0
@@ -408,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     tardis.add_argument("--price-precision", type=int, required=True, help="price decimals, e.g. 4")
     tardis.add_argument("--size-precision", type=int, required=True, help="size decimals, e.g. 1")
     tardis.add_argument("--out", required=True, help="catalog directory")
+    tardis.add_argument("--allow-crossed", action="store_true",
+                        help="import a book that is crossed after some batch (refused by default); the count of "
+                             "crossed batches is recorded in the catalog's metadata")
     tardis.set_defaults(func=_cmd_import_tardis)
     return parser
 

@@ -249,7 +249,9 @@ def open_tape(path: str | Path, instrument_id: str | None = None) -> Tape:
     intervals = catalog.get_intervals(OrderBookDelta, ident[0])
     if not intervals:
         raise CatalogError(f"catalog {path} has no order-book deltas for {instrument.id}")
-    return Tape(path, catalog, instrument, meta, int(intervals[0][0]), int(intervals[-1][1]))
+    # The window spans the trades too: a print after the last book batch is still replayed.
+    intervals += catalog.get_intervals(TradeTick, ident[0])
+    return Tape(path, catalog, instrument, meta, int(min(i[0] for i in intervals)), int(max(i[1] for i in intervals)))
 
 
 def parse_time(value: str | int | None, tape: Tape, name: str) -> int | None:

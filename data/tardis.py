@@ -10,9 +10,12 @@ The price of that guarantee is memory: parsed objects are held until the write, 
 kilobyte per book row (measured: ~100 MB for 224k deltas, ~70k rows/s). A liquid pair's full day
 can be tens of millions of rows; cut such files into shorter windows before importing.
 
-Book rows sharing an exchange ``timestamp`` become one `OrderBookDeltas` batch, because Tardis
-stamps every level change of one exchange message with that message's timestamp: applying them
-together is what publishes one consistent book state. Choices worth knowing:
+A batch is what arrived together: a run of rows that share an exchange ``timestamp`` (one exchange
+message: Tardis stamps every level change of a message with the message's timestamp) or a
+``local_timestamp`` (received in the same instant, which the engine cannot split either). A new
+batch starts only where both change, so an exchange message is never cut in two and the batches
+are the same whichever clock the file's ``timestamp`` column holds. Applying a batch at once is what
+publishes one consistent book state. Choices worth knowing:
 
 * A snapshot run (``is_snapshot=true`` rows following non-snapshot rows, or at the start) begins
   with a CLEAR delta, so levels absent from the new snapshot cannot survive it.
@@ -24,6 +27,11 @@ together is what publishes one consistent book state. Choices worth knowing:
 * A non-zero amount is an UPDATE when the side already holds that price and an ADD otherwise,
   tracked with a local price set per side, so the tape reads the same to any consumer that does
   distinguish the two.
+* A batch that leaves the book crossed (best bid at or above best ask) is refused, naming its last
+  row: a backtest on it would quote against a book no venue ever showed. ``allow_crossed`` imports
+  it anyway and records how many batches were crossed in the catalog's metadata.
+* Every trade is replayed, including trades before the first or after the last book batch: the
+  tape's window spans both.
 """
 
 from __future__ import annotations
@@ -89,6 +97,7 @@ class _Row:
 
 @dataclass(frozen=True)
 class _BookRow:
+    line: int
     ts_event: int
     local_ns: int
     is_snapshot: bool
@@ -178,8 +187,9 @@ class _Reader:
                                  f"{self._identity_source}; a tape holds one exchange and symbol")
         ts = self.micros(line, fields, "timestamp")
         if ts < self._last_ts:
-            raise self.error(line, "timestamp", f"{ts} is before the previous row's {self._last_ts}; "
-                             "timestamps must not decrease")
+            # In the file's own unit, microseconds, so the numbers can be found in the file.
+            raise self.error(line, "timestamp", f"{ts // 1000} is before the previous row's {self._last_ts // 1000} "
+                             "(microseconds); timestamps must not decrease")
         self._last_ts = ts
         return fields
 
@@ -241,6 +251,7 @@ def _read_book(reader: _Reader, price_precision: int, size_precision: int) -> It
         if f["side"] not in _BOOK_SIDES:
             raise reader.error(row.line, "side", f"{f['side']!r} is neither 'bid' nor 'ask'")
         yield _BookRow(
+            line=row.line,
             ts_event=row.ts_event,
             local_ns=reader.micros(row.line, f, "local_timestamp"),
             is_snapshot=_SNAPSHOT_FLAGS[f["is_snapshot"]],
@@ -251,10 +262,11 @@ def _read_book(reader: _Reader, price_precision: int, size_precision: int) -> It
 
 
 def _book_groups(reader: _Reader, price_precision: int, size_precision: int) -> Iterator[list[_BookRow]]:
-    """Consecutive rows with one exchange timestamp (timestamps never decrease, so that is all of them)."""
+    """Rows that arrived together (see the module docstring): a group ends where the next row has
+    both another exchange timestamp and another receive time than the row before it."""
     group: list[_BookRow] = []
     for row in _read_book(reader, price_precision, size_precision):
-        if group and row.ts_event != group[0].ts_event:
+        if group and row.ts_event != group[-1].ts_event and row.local_ns != group[-1].local_ns:
             yield group
             group = []
         group.append(row)
@@ -267,16 +279,17 @@ class _BookTape:
     deltas: list[OrderBookDelta]
     batches: int
     skipped_deletes: int
+    crossed_batches: int
 
 
 def _book_deltas(
-    reader: _Reader, instrument_id: InstrumentId, price_precision: int, size_precision: int
+    reader: _Reader, instrument_id: InstrumentId, price_precision: int, size_precision: int, allow_crossed: bool
 ) -> _BookTape:
     levels: dict[OrderSide, set[int]] = {OrderSide.BUY: set(), OrderSide.SELL: set()}
     deltas: list[OrderBookDelta] = []
     in_snapshot = False
     ts_init = 0
-    batches = skipped = 0
+    batches = skipped = crossed = 0
     for group in _book_groups(reader, price_precision, size_precision):
         # local_timestamp is when Tardis received each message and can step back between rows of
         # one exchange timestamp (or between timestamps); NautilusTrader needs ts_init
@@ -284,9 +297,11 @@ def _book_deltas(
         # receive time seen so far: the moment all of it, and everything before it, had arrived.
         ts_init = max(ts_init, *(row.local_ns for row in group))
         changes: list[tuple[BookAction, BookOrder | None]] = []
+        order_ts: list[int] = []  # each change keeps its row's exchange time: data, not our clock
         for row in group:
             if row.is_snapshot and not in_snapshot:
                 changes.append((BookAction.CLEAR, None))
+                order_ts.append(row.ts_event)
                 levels[OrderSide.BUY].clear()
                 levels[OrderSide.SELL].clear()
             in_snapshot = row.is_snapshot
@@ -303,13 +318,20 @@ def _book_deltas(
                 side_levels.add(row.price.raw)
                 action = BookAction.ADD
             changes.append((action, BookOrder(row.side, row.price, row.size, 0)))
+            order_ts.append(row.ts_event)
         for i, (action, order) in enumerate(changes):
             flags = F_LAST if i == len(changes) - 1 else 0
-            deltas.append(
-                OrderBookDelta(instrument_id, action, order, flags, len(deltas) + 1, group[0].ts_event, ts_init)
-            )
+            deltas.append(OrderBookDelta(instrument_id, action, order, flags, len(deltas) + 1, order_ts[i], ts_init))
         batches += bool(changes)
-    return _BookTape(deltas, batches, skipped)
+        bids, asks = levels[OrderSide.BUY], levels[OrderSide.SELL]
+        if changes and bids and asks and max(bids) >= min(asks):
+            if not allow_crossed:
+                bid, ask = (Price.from_raw(raw, price_precision) for raw in (max(bids), min(asks)))
+                raise reader.error(group[-1].line, None, (
+                    f"the book is crossed after this row (timestamp {group[-1].ts_event // 1000}): best bid {bid} "
+                    f">= best ask {ask}; --allow-crossed imports it anyway and records the count in the catalog"))
+            crossed += 1
+    return _BookTape(deltas, batches, skipped, crossed)
 
 
 def _trade_ticks(
@@ -343,17 +365,19 @@ def import_tardis(
     price_precision: int,
     size_precision: int,
     out: Path,
+    allow_crossed: bool = False,
 ) -> dict[str, Any]:
     """Import Tardis book (and optionally trades) CSVs into a new catalog at `out`.
 
-    Returns ``{deltas, batches, trades, start, end, skipped_deletes}``; ``start``/``end`` are the
-    first and last book ts_init in nanoseconds, the replay window `open_tape` will report.
-    Raises `TardisFormatError` for bad input and ValueError for a bad instrument or precision,
-    in both cases before anything is written.
+    Returns ``{deltas, batches, trades, start, end, skipped_deletes, crossed_batches}``;
+    ``start``/``end`` are the first and last ts_init (book or trade) in nanoseconds, the replay
+    window `open_tape` will report. Raises `TardisFormatError` for bad input (a crossed book
+    included, unless `allow_crossed`) and ValueError for a bad instrument or precision, in both
+    cases before anything is written.
     """
     instrument = currency_pair(instrument_id, price_precision, size_precision)
     book_reader = _Reader(Path(book), BOOK_COLUMNS)
-    tape = _book_deltas(book_reader, instrument.id, price_precision, size_precision)
+    tape = _book_deltas(book_reader, instrument.id, price_precision, size_precision, allow_crossed)
     if not tape.deltas:
         raise book_reader.error(1, None, "no row changes the book (every row deletes a level never added)")
     ticks: list[TradeTick] = []
@@ -367,15 +391,18 @@ def import_tardis(
         "exchange": book_reader.exchange,
         "symbol": book_reader.symbol,
         "synthetic": False,
+        "crossed_batches": tape.crossed_batches,
     }
     write_catalog(Path(out), instrument, tape.deltas, ticks, meta)
+    times = [tape.deltas[0].ts_init, tape.deltas[-1].ts_init] + [t.ts_init for t in ticks[:1] + ticks[-1:]]
     return {
         "deltas": len(tape.deltas),
         "batches": tape.batches,
         "trades": len(ticks),
-        "start": tape.deltas[0].ts_init,
-        "end": tape.deltas[-1].ts_init,
+        "start": min(times),
+        "end": max(times),
         "skipped_deletes": tape.skipped_deletes,
+        "crossed_batches": tape.crossed_batches,
     }
 
 

@@ -134,7 +134,8 @@ def test_round_trip_book_and_trades(tmp_path: Path) -> None:
         (_ns(1500), _ns(1600)), (_ns(2500), _ns(2600)), (_ns(2500), _ns(2700)), (_ns(3500), _ns(3600))
     ]
     assert summary == {
-        "deltas": 13, "batches": 6, "trades": 4, "start": _ns(1500), "end": _ns(6000), "skipped_deletes": 2
+        "deltas": 13, "batches": 6, "trades": 4, "start": _ns(1500), "end": _ns(6000), "skipped_deletes": 2,
+        "crossed_batches": 0,
     }
     meta = open_tape(tmp_path / "catalog").meta
     assert (meta["source"], meta["synthetic"], meta["symbol"]) == ("tardis", False, "BTCUSDT")
@@ -185,7 +186,9 @@ MALFORMED = {
     "timestamp-not-integer": (B, _field(BOOK, 4, "timestamp", "12.5"), 4, "timestamp", "not an integer"),
     "local-timestamp-junk": (T, _field(TRADES, 3, "local_timestamp", "abc"), 3, "local_timestamp", "not an integer"),
     "timestamp-too-large": (B, _field(BOOK, 2, "timestamp", "9" * 25), 2, "timestamp", "too large"),
-    "timestamp-backwards": (B, _field(BOOK, 6, "timestamp", str(T0 + 999)), 6, "timestamp", "must not decrease"),
+    # In the file's unit (microseconds), so the numbers can be found in the file.
+    "timestamp-backwards": (B, _field(BOOK, 6, "timestamp", str(T0 + 999)), 6, "timestamp",
+                            f"{T0 + 999} is before the previous row's {T0 + 1000} (microseconds)"),
     "trade-timestamp-backwards": (T, _field(TRADES, 5, "timestamp", str(T0)), 5, "timestamp", "must not decrease"),
     "bad-is-snapshot": (B, _field(BOOK, 7, "is_snapshot", "yes"), 7, "is_snapshot", "'yes'"),
     "bad-book-side": (B, _field(BOOK, 2, "side", "buy"), 2, "side", "'buy'"),
@@ -299,3 +302,49 @@ def test_truncated_gzip_is_a_format_error(tmp_path: Path) -> None:
     with pytest.raises(TardisFormatError, match="gzip data is corrupt or truncated"):
         _import(tmp_path, book=gzip.compress(BOOK.encode())[:-12])
     assert not (tmp_path / "catalog").exists()
+
+
+def test_a_crossed_book_is_refused_naming_its_row_unless_allowed(tmp_path: Path) -> None:
+    crossed = BOOK.replace(f"{T0 + 3000},{T0 + 3100},false,bid,99.75,0.5",
+                           f"{T0 + 3000},{T0 + 3100},false,bid,100.75,0.5")
+    with pytest.raises(TardisFormatError) as caught:
+        _import(tmp_path, book=crossed)
+    # The bid at 100.75 is below the best ask (101.00) until the ask at 100.75 joins, at line 10.
+    assert caught.value.line == 10 and "crossed" in str(caught.value)
+    assert "best bid 100.75 >= best ask 100.75" in str(caught.value) and f"timestamp {T0 + 4000}" in str(caught.value)
+    assert not (tmp_path / "catalog").exists()
+    summary = import_tardis(_write(tmp_path / "book.csv", crossed), None, INSTRUMENT, 2, 3, tmp_path / "catalog",
+                            allow_crossed=True)
+    assert summary["crossed_batches"] == 1  # the snapshot at 5000 uncrosses it
+    assert open_tape(tmp_path / "catalog").meta["crossed_batches"] == 1
+
+
+def test_trades_after_the_last_book_batch_are_replayed(tmp_path: Path) -> None:
+    late = TRADES + f"binance,BTCUSDT,{T0 + 9000},{T0 + 9100},late,buy,101.50,0.2\n"
+    summary = _import(tmp_path, trades=late)
+    _, trades, _ = _replay(tmp_path / "catalog")
+    assert len(trades) == summary["trades"] == 5 and str(trades[-1].trade_id) == "late"
+    assert summary["end"] == _ns(9100) == open_tape(tmp_path / "catalog").end_ns
+
+
+def test_a_batch_is_what_arrived_together_whichever_clock_the_timestamp_column_holds(tmp_path: Path) -> None:
+    """Two exchange messages received in one instant are one batch (the engine cannot react between
+    them); one message is never split. Re-stamping every row with its receive time gives the same
+    batches, so a tape imported either way replays the same."""
+    rows = [  # (exchange ts, receive ts, snapshot, side, price, amount)
+        (1000, 1500, "true", "bid", "100.00", "1"), (1000, 1500, "true", "ask", "100.50", "1"),
+        (1046, 1500, "false", "bid", "100.00", "2"),  # another message, received with the snapshot
+        (2000, 2600, "false", "ask", "100.50", "3"), (2100, 2700, "false", "bid", "99.00", "1"),
+    ]
+    as_recorded = "\n".join([BOOK_HEADER] + [f"binance,BTCUSDT,{T0 + a},{T0 + b},{s},{d},{p},{q}"
+                                               for a, b, s, d, p, q in rows]) + "\n"
+    restamped = "\n".join([BOOK_HEADER] + [f"binance,BTCUSDT,{T0 + b},{T0 + b},{s},{d},{p},{q}"
+                                             for _, b, s, d, p, q in rows]) + "\n"
+    _import(tmp_path, book=as_recorded, trades=None, out=tmp_path / "recorded")
+    _import(tmp_path, book=restamped, trades=None, out=tmp_path / "restamped")
+    shapes = []
+    for name in ("recorded", "restamped"):
+        batches, _, _ = _replay(tmp_path / name)
+        shapes.append([[(d.action, d.ts_init) for d in b.deltas] for b in batches])
+    assert shapes[0] == shapes[1]
+    assert [len(b) for b in shapes[0]] == [4, 1, 1]  # CLEAR + 2 ADDs + the UPDATE received with them
