@@ -20,23 +20,25 @@ def _layout(fig: go.Figure, title: str, y: str, height: int = 340) -> go.Figure:
     return fig
 
 
-def pnl_figure(equity: pd.DataFrame) -> go.Figure:
-    """Equity and its decomposition: total = spread capture + inventory - fees."""
+def pnl_figure(equity: pd.DataFrame, quote: str) -> go.Figure:
+    """Equity and its decomposition: total = spread capture + inventory - fees - action costs."""
     x = to_time(equity["ts"])
     fig = go.Figure()
     for column, label in (("equity", "total PnL"), ("pnl_spread_capture", "spread capture"),
-                          ("pnl_inventory", "inventory"), ("fees_paid", "fees paid (subtracted)")):
-        fig.add_trace(go.Scatter(x=x, y=equity[column], name=label, mode="lines"))
-    return _layout(fig, "PnL and its decomposition (USDC, marked at mid)", "USDC")
+                          ("pnl_inventory", "inventory"), ("fees_paid", "fees paid (subtracted)"),
+                          ("costs_paid", "action costs (subtracted)")):
+        if column in equity:  # runs written before action costs existed have no costs_paid
+            fig.add_trace(go.Scatter(x=x, y=equity[column], name=label, mode="lines"))
+    return _layout(fig, f"PnL and its decomposition ({quote}, marked at mid)", quote)
 
 
-def inventory_figure(equity: pd.DataFrame) -> go.Figure:
+def inventory_figure(equity: pd.DataFrame, base: str) -> go.Figure:
     fig = go.Figure(go.Scatter(x=to_time(equity["ts"]), y=equity["inventory"], name="inventory", mode="lines",
                                  line=dict(color="#4575b4")))
-    return _layout(fig, "Inventory (SEI)", "SEI", height=260)
+    return _layout(fig, f"Inventory ({base})", base, height=260)
 
 
-def price_figure(mid: pd.DataFrame, quotes: pd.DataFrame, fills: pd.DataFrame) -> go.Figure:
+def price_figure(mid: pd.DataFrame, quotes: pd.DataFrame, fills: pd.DataFrame, quote: str) -> go.Figure:
     """Market mid, our best bid and ask (as steps: they hold until changed) and our fills."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=to_time(mid["ts"]), y=mid["mid"], name="market mid", mode="lines",
@@ -49,7 +51,7 @@ def price_figure(mid: pd.DataFrame, quotes: pd.DataFrame, fills: pd.DataFrame) -
         fig.add_trace(go.Scatter(x=to_time(ours["ts"]), y=ours["price"], name=label, mode="markers",
                                    marker=dict(color=color, symbol=symbol, size=9, line=dict(width=1, color="black")),
                                    customdata=ours["qty"], hovertemplate="%{y} x %{customdata}"))
-    return _layout(fig, "Price: market mid, our quotes and fills", "USDC", height=420)
+    return _layout(fig, "Price: market mid, our quotes and fills", quote, height=420)
 
 
 def markout_figure(curve: pd.DataFrame) -> go.Figure:
@@ -74,14 +76,14 @@ def signal_figure(binned: pd.DataFrame) -> go.Figure:
     return _layout(fig, f"Signal vs realised mid move over the next {SIGNAL_HORIZON_S:g} s", "realised (bps)", 320)
 
 
-def compare_figure(equities: dict[str, pd.DataFrame]) -> go.Figure:
+def compare_figure(equities: dict[str, pd.DataFrame], quote: str) -> go.Figure:
     """Total PnL of several runs against time since each run's start, so different windows line up."""
     fig = go.Figure()
     for name, equity in equities.items():
         minutes = (equity["ts"] - equity["ts"].iloc[0]) / 60e9
         fig.add_trace(go.Scatter(x=minutes, y=equity["equity"], name=name, mode="lines"))
     fig.update_xaxes(title="minutes since the run's start")
-    return _layout(fig, "Total PnL", "USDC", height=320)
+    return _layout(fig, "Total PnL", quote, height=320)
 
 
 def heatmap_figure(pivot: pd.DataFrame, metric: str, x: str, y: str) -> go.Figure:
@@ -92,7 +94,7 @@ def heatmap_figure(pivot: pd.DataFrame, metric: str, x: str, y: str) -> go.Figur
     return _layout(fig, f"{metric} over {x} x {y}", y, height=380)
 
 
-def pareto_figure(results: pd.DataFrame, labels: pd.Series) -> go.Figure:
+def pareto_figure(results: pd.DataFrame, labels: pd.Series, quote: str) -> go.Figure:
     """PnL against max drawdown; the non-dominated points (more PnL for no more drawdown) joined up."""
     front = pareto_front(results)
     fig = go.Figure(go.Scatter(x=results["max_drawdown"], y=results["pnl_total"], mode="markers", name="points",
@@ -102,9 +104,9 @@ def pareto_figure(results: pd.DataFrame, labels: pd.Series) -> go.Figure:
     fig.add_trace(go.Scatter(x=edge["max_drawdown"], y=edge["pnl_total"], mode="lines+markers", name="Pareto front",
                              text=labels[edge.index], customdata=edge["point_id"], line=dict(color=SELL),
                              marker=dict(size=11, symbol="diamond")))
-    fig.update_xaxes(title="max drawdown (USDC)")
+    fig.update_xaxes(title=f"max drawdown ({quote})")
     fig.update_layout(hovermode="closest")
-    return _layout(fig, "PnL vs max drawdown", "total PnL (USDC)", height=380)
+    return _layout(fig, "PnL vs max drawdown", f"total PnL ({quote})", height=380)
 
 
 def live_figure(history: pd.DataFrame) -> go.Figure:

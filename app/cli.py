@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from data.venues import PROFILES
+
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from backtests.config import load_config
@@ -220,6 +222,7 @@ def _cmd_import_tardis(args: argparse.Namespace) -> int:
         book=Path(args.book), trades=Path(args.trades) if args.trades else None,
         instrument_id=args.instrument, price_precision=args.price_precision,
         size_precision=args.size_precision, out=Path(args.out), allow_crossed=args.allow_crossed,
+        venue=args.venue_profile,
     )
     print(json.dumps(summary, indent=2, default=str))
     return 0
@@ -346,8 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run one touch-quoting rule through FlashMM's NautilusTrader fill model "
                                      "and through hftbacktest; print fill counts, maker volumes and ratios.")
     fid.add_argument("--catalog", required=True, help="catalog directory, e.g. data/sample")
-    fid.add_argument("--order-qty", type=float, default=100.0, help="order size per side (default 100)")
-    fid.add_argument("--latency-ms", type=float, default=400.0, help="insert and cancel latency (default 400)")
+    fid.add_argument("--order-qty", type=float,
+                     help="order size per side (default: the window's median trade size, a market-sized order)")
+    fid.add_argument("--latency-ms", type=float,
+                     help="insert and cancel latency (default: the catalog's venue profile)")
     fid.add_argument("--queue-model", choices=["prob_power", "risk_averse"], default="prob_power")
     fid.add_argument("--queue-power", type=float, default=2.0, help="n for prob_power (default 2)")
     fid.add_argument("--start", help="window start: ISO time or offset like +30min")
@@ -408,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     tardis.add_argument("--price-precision", type=int, required=True, help="price decimals, e.g. 4")
     tardis.add_argument("--size-precision", type=int, required=True, help="size decimals, e.g. 1")
     tardis.add_argument("--out", required=True, help="catalog directory")
+    tardis.add_argument("--venue-profile", choices=sorted(PROFILES),
+                        help="the venue the data comes from (fees, latency, update cadence), recorded in the catalog")
     tardis.add_argument("--allow-crossed", action="store_true",
                         help="import a book that is crossed after some batch (refused by default); the count of "
                              "crossed batches is recorded in the catalog's metadata")

@@ -25,7 +25,7 @@ FRAME_COLUMNS = {
     "signal": ["ts", "expected_move_bps", "confidence", "fallback"],
 }
 SUMMARY_METRICS = ["pnl_total", "sharpe", "max_drawdown", "fill_count", "fill_ratio", "quote_uptime",
-                   "markout_bps.2s", "inventory_std", "turnover"]
+                   "markout_bps.5s", "inventory_std", "turnover"]
 MAX_DEPTH = 4  # runs/<sweep>/<point> is depth 2; deeper trees are not what `--runs` is for
 
 
@@ -165,7 +165,7 @@ def load_status(path: Path) -> tuple[Path, dict]:
 
 
 def flatten(metrics: dict, prefix: str = "") -> dict:
-    """{"markout_bps": {"2s": x}} -> {"markout_bps.2s": x}, so nested metrics are columns like any other."""
+    """{"markout_bps": {"5s": x}} -> {"markout_bps.5s": x}, so nested metrics are columns like any other."""
     flat = {}
     for key, value in metrics.items():
         if isinstance(value, dict):
@@ -193,3 +193,10 @@ def _walk(root: Path, depth: int = 0):
         if child.is_dir() and not child.name.startswith("."):
             yield child
             yield from _walk(child, depth + 1)
+
+
+def units(metrics: dict) -> tuple[str, str]:
+    """(base, quote) currency of a run, from its instrument, to label sizes and money; runs written
+    before metrics carried the instrument say "base" and "quote"."""
+    inst = metrics.get("instrument") or {}
+    return inst.get("base", "base"), inst.get("quote", "quote")

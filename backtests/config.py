@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from data.venues import PROFILES, venue_profile
 from strategies.config import ConfigError, MarketMakerConfig, friendly_error, parse_strategy_config
 
 
@@ -28,19 +29,26 @@ class RunSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
 
 
 class VenueSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The simulated venue. Unset values come from the venue profile (data/venues.py), which is
+    `profile` or else the one the catalog names; `resolve_venue` fills them in before a run."""
+
+    profile: str = ""  # a venue profile name; "" = the catalog's
     book_type: Literal["L2_MBP"] = "L2_MBP"
     # "queue": queue position, prints and book crosses fill our resting orders (backtests/fills).
     # "cross": NautilusTrader 1.221's own matching: a resting order fills only when the book crosses it.
     fill_model: Literal["queue", "cross"] = "queue"
     queue_model: Literal["prob_power", "risk_averse"] = "prob_power"
     queue_power: float = 2.0  # n of prob_power's f(x) = x**n
-    latency_ms: float = 400.0  # one Sei block: order insert and cancel latency
+    latency_ms: float | None = None  # order insert and cancel latency
     insert_latency_ms: float | None = None  # overrides latency_ms for inserts
     cancel_latency_ms: float | None = None  # overrides latency_ms for cancels
-    maker_fee: float = 0.0
-    taker_fee: float = 0.0005
-    starting_quote: float = 10_000.0  # USDC
-    starting_base: float = 25_000.0  # SEI; spot, so selling needs inventory to sell
+    maker_fee: float | None = None
+    taker_fee: float | None = None
+    action_cost: float | None = None  # quote currency per place / cancel / replace
+    # Funding, in the quote and base currencies (a spot account: selling needs base to sell).
+    # Unset: five times the strategy's max_notional and max_position, enough never to bind.
+    starting_quote: float | None = None
+    starting_base: float | None = None
 
 
 class SignalSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -57,6 +65,40 @@ class SignalSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     simulated_inference_us: float = 100.0
 
 
+def resolve_venue(venue: VenueSection, catalog_profile: str, strategy: MarketMakerConfig) -> VenueSection:
+    """`venue` with every unset value filled from its venue profile and the strategy's limits."""
+    name = venue.profile or catalog_profile
+    profile = venue_profile(name) if name else None
+
+    def given(value, default):
+        if value is not None:
+            return value
+        if profile is None:
+            raise ConfigError("no venue profile: the catalog names none, so set venue.profile to one of "
+                              f"{', '.join(sorted(PROFILES))} (or set every venue value)")
+        return default
+
+    latency = given(venue.latency_ms, profile and profile.latency_ms)
+    return msgspec.structs.replace(
+        venue, profile=name, latency_ms=latency,
+        insert_latency_ms=venue.insert_latency_ms if venue.insert_latency_ms is not None else latency,
+        cancel_latency_ms=venue.cancel_latency_ms if venue.cancel_latency_ms is not None else latency,
+        maker_fee=given(venue.maker_fee, profile and profile.maker_fee),
+        taker_fee=given(venue.taker_fee, profile and profile.taker_fee),
+        action_cost=given(venue.action_cost, profile and profile.action_cost),
+        starting_quote=given(venue.starting_quote, 5 * strategy.max_notional),
+        starting_base=given(venue.starting_base, 5 * strategy.max_position),
+    )
+
+
+def resolve_strategy(raw: dict[str, Any], profile_name: str) -> dict[str, Any]:
+    """The strategy table with what defaults to the venue filled in: the requote interval is the
+    venue's update cadence unless set."""
+    if raw.get("requote_interval_ms") is None and profile_name:
+        raw = {**raw, "requote_interval_ms": round(venue_profile(profile_name).cadence_ms)}
+    return raw
+
+
 class BacktestConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     run: RunSection = RunSection()
     venue: VenueSection = VenueSection()
@@ -68,6 +110,12 @@ class BacktestConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
 
     def to_dict(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)
+
+    def resolved(self, catalog_meta: dict[str, Any]) -> BacktestConfig:
+        """This config with the venue profile's values (the catalog's profile unless `venue.profile`
+        names one) filled in wherever the file left them unset: what a run actually uses."""
+        venue = resolve_venue(self.venue, catalog_meta.get("venue_profile", ""), self.strategy_config())
+        return msgspec.structs.replace(self, venue=venue, strategy=resolve_strategy(self.strategy, venue.profile))
 
 
 def load_toml_file(path: Path, kind: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 from nautilus_trader.model.enums import BookType, OrderSide, TimeInForce
 from nautilus_trader.model.events import OrderFilled
 from nautilus_trader.model.identifiers import InstrumentId
@@ -20,6 +21,7 @@ from nautilus_trader.trading.strategy import Strategy
 from backtests.config import parse_config
 from backtests.runner import build_engine, stream
 from data.catalog import Tape
+from data.venues import venue_profile
 
 PENDING, WORKING, CANCELLING = "pending", "working", "cancelling"
 
@@ -106,9 +108,10 @@ def run_nautilus(tape: Tape, order_qty: float, latency_ms: float, queue_model: s
                  start_ns: int, end_ns: int) -> EngineCounts:
     config = parse_config({
         "run": {"catalog": str(tape.path)},
+        # Every venue value the comparison depends on is set here, whatever the tape's profile.
         "venue": {"fill_model": "queue", "queue_model": queue_model, "queue_power": queue_power,
                   "latency_ms": latency_ms, "maker_fee": 0.0, "taker_fee": 0.0,
-                  "starting_quote": 1e6, "starting_base": 1e6},
+                  "action_cost": 0.0, "starting_quote": 1e6, "starting_base": 1e6},
         "strategy": {"instrument_id": str(tape.instrument.id)},
     })
     engine, instrument, _ = build_engine(config, tape)
@@ -122,8 +125,21 @@ def run_nautilus(tape: Tape, order_qty: float, latency_ms: float, queue_model: s
     return EngineCounts(len(quoter.fill_steps), quoter.maker_volume, quoter.orders, wall)
 
 
-def compare(tape: Tape, order_qty: float = 100.0, latency_ms: float = 400.0, queue_model: str = "prob_power",
-            queue_power: float = 2.0, start_ns: int | None = None, end_ns: int | None = None) -> dict:
+def typical_trade_size(tape: Tape, start_ns: int, end_ns: int) -> float:
+    """The median print of the window, on the lot grid (at least one lot): a market-sized order,
+    which is what a market maker quotes and what a fill model must get right."""
+    sizes = [t.size.as_double() for _, trades in tape.parts(start_ns, end_ns) for t in trades]
+    if not sizes:
+        raise ValueError("the tape window has no trades: pass --order-qty")
+    lot = float(tape.instrument.size_increment)
+    return round(max(round(float(np.median(sizes)) / lot), 1) * lot, tape.instrument.size_precision)
+
+
+def compare(tape: Tape, order_qty: float | None = None, latency_ms: float | None = None,
+            queue_model: str = "prob_power", queue_power: float = 2.0, start_ns: int | None = None,
+            end_ns: int | None = None) -> dict:
+    """Both engines on the tape window. The order size defaults to the window's median print and
+    the latency to the tape's venue profile."""
     try:
         from backtests.fidelity_hbt import run_hftbacktest
     except ImportError as exc:  # hftbacktest (and numba) is an extra: the node never needs it
@@ -132,6 +148,12 @@ def compare(tape: Tape, order_qty: float = 100.0, latency_ms: float = 400.0, que
 
     start_ns = tape.start_ns if start_ns is None else start_ns
     end_ns = tape.end_ns if end_ns is None else end_ns
+    if order_qty is None:
+        order_qty = typical_trade_size(tape, start_ns, end_ns)
+    if latency_ms is None:
+        if not tape.meta.get("venue_profile"):
+            raise ValueError(f"catalog {tape.path} names no venue profile: pass --latency-ms")
+        latency_ms = venue_profile(tape.meta["venue_profile"]).latency_ms
     ours = run_nautilus(tape, order_qty, latency_ms, queue_model, queue_power, start_ns, end_ns)
     ref = run_hftbacktest(tape, order_qty, int(latency_ms * 1_000_000), queue_model, queue_power, start_ns, end_ns)
     fill_ratio = ours.fills / ref["fills"] if ref["fills"] else None

@@ -1,6 +1,6 @@
 """Market-making analytics for a run, computed from what the recorder saw.
 
-Definitions (all money in the quote currency, USDC; inventory in base units, SEI):
+Definitions (all money in the instrument's quote currency; inventory in its base currency):
 
 - Marking is at mid. ``mid`` is the market's mid (excluding our quotes) from the recorded top of
   book. At equal timestamps a fill is ordered before the book update: the fill happened against
@@ -10,11 +10,13 @@ Definitions (all money in the quote currency, USDC; inventory in base units, SEI
 - ``pnl_spread_capture``: sum over fills of side * (mid_at_fill - price) * qty.
 - ``pnl_inventory``: sum over mid changes of inventory held * change in mid.
 - ``fees_paid``: commissions paid (negative when rebates dominate).
-  Identity: pnl_spread_capture + pnl_inventory - fees_paid == pnl_total.
+- ``costs_paid``: what our order actions cost: (places + cancels + modifies) x the venue's
+  ``action_cost`` (gas on a chain; nothing on an off-chain book), charged when each was sent.
+  Identity: pnl_spread_capture + pnl_inventory - fees_paid - costs_paid == pnl_total.
 - ``fill_count``: fill events; ``maker_volume``: base quantity filled as maker;
   ``fills_at_touch``: fills priced at the market's best bid (our buys) or best ask (our sells)
   just before the fill, i.e. passive fills at the touch rather than through a crossed book;
-  ``turnover``: traded notional (USDC).
+  ``turnover``: traded notional (quote currency).
 - ``fill_ratio``: orders that received any fill / orders submitted.
 - ``cancel_to_fill``: cancels confirmed by the venue / fill events (null without fills).
 - ``quote_uptime``: share of the run's time with at least one live bid and one live ask.
@@ -25,7 +27,7 @@ Definitions (all money in the quote currency, USDC; inventory in base units, SEI
   before max_position or max_notional on its side (the strategy cannot post a full first level).
 - ``sharpe``/``sortino``: of 1-minute equity changes, annualised with sqrt(525,600) (24/7);
   sortino uses the root mean square of negative changes. Null when undefined.
-- ``max_drawdown``: largest fall of equity from a running peak (USDC, positive).
+- ``max_drawdown``: largest fall of equity from a running peak (quote currency, positive).
 - ``spread_improvement_pct``: time-weighted mean over the run of 100 * (S_mkt - S_comb) / S_mkt,
   where S_mkt = market ask - market bid and S_comb = min(market ask, our best ask) -
   max(market bid, our best bid); a side we are not quoting counts as the market's. 0 when we
@@ -40,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-MARKOUT_HORIZONS = {"0.4s": 0.4, "2s": 2.0, "10s": 10.0, "60s": 60.0}
+MARKOUT_HORIZONS = {"1s": 1.0, "5s": 5.0, "30s": 30.0, "60s": 60.0}
 NS = 1_000_000_000
 MINUTES_PER_YEAR = 525_600
 
@@ -55,6 +57,16 @@ class Limits:
     order_size: float
     max_position: float
     max_notional: float
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What the venue charges beyond fills: `action_cost` (quote currency) for each action sent at
+    the times in `actions`. `quote_currency` tells commissions in quote from those in base."""
+
+    quote_currency: str
+    action_cost: float = 0.0
+    actions: tuple[int, ...] = ()
 
 
 @dataclass
@@ -73,6 +85,8 @@ def compute(
     start_ns: int,
     end_ns: int,
     sample_interval_ns: int = NS,
+    *,
+    costs: Costs,
 ) -> Analytics:
     if tob.empty:
         raise ValueError("no top-of-book was recorded: the tape window holds no book data")
@@ -80,8 +94,8 @@ def compute(
     fills = fills.sort_values("ts", kind="stable").reset_index(drop=True).copy()
     tob_ts = tob["ts"].to_numpy(np.int64)
     mid = ((tob["bid"] + tob["ask"]) / 2).to_numpy(float)
-    timeline = _timeline(tob_ts, mid, fills)
-    fills["mid_at_fill"] = timeline.loc[timeline.kind == 0, "mid"].to_numpy()
+    timeline = _timeline(tob_ts, mid, fills, costs)
+    fills["mid_at_fill"] = timeline.loc[timeline.kind == FILL, "mid"].to_numpy()
     before = np.clip(np.searchsorted(tob_ts, fills["ts"].to_numpy(np.int64), side="left") - 1, 0, None)
     fills["bid_at_fill"] = tob["bid"].to_numpy(float)[before] if len(fills) else []
     fills["ask_at_fill"] = tob["ask"].to_numpy(float)[before] if len(fills) else []
@@ -92,6 +106,8 @@ def compute(
     metrics["pnl_spread_capture"] = float(last.spread)
     metrics["pnl_inventory"] = float(last.inv_pnl)
     metrics["fees_paid"] = float(last.fees)
+    metrics["costs_paid"] = float(last.costs)
+    metrics["actions_sent"] = len(costs.actions)
     metrics["fill_count"] = int(len(fills))
     maker = fills["liquidity"] == "MAKER"
     metrics["maker_volume"] = float(fills.loc[maker, "qty"].sum())
@@ -121,41 +137,49 @@ def compute(
     return Analytics(metrics=_clean(metrics), equity=equity, fills=fills)
 
 
-def _timeline(tob_ts: np.ndarray, mid: np.ndarray, fills: pd.DataFrame) -> pd.DataFrame:
-    """Mid updates and fills in one sequence, with the running PnL components at each row."""
+FILL, BOOK, ACTION = 0, 1, 2  # timeline row kinds; at equal times fills come first
+
+
+def _timeline(tob_ts: np.ndarray, mid: np.ndarray, fills: pd.DataFrame, costs: Costs) -> pd.DataFrame:
+    """Mid updates, fills and costed actions in one sequence, with the running PnL components."""
     n_t, n_f = len(tob_ts), len(fills)
-    ts = np.concatenate([tob_ts, fills["ts"].to_numpy(np.int64)])
-    kind = np.concatenate([np.ones(n_t, np.int8), np.zeros(n_f, np.int8)])  # fills first on ties
-    mid_col = np.concatenate([mid, np.full(n_f, np.nan)])
-    side = np.concatenate([np.zeros(n_t), fills["side"].to_numpy(float)])
-    px = np.concatenate([np.zeros(n_t), fills["price"].to_numpy(float)])
-    qty = np.concatenate([np.zeros(n_t), fills["qty"].to_numpy(float)])
-    fee = np.concatenate([np.zeros(n_t), _fees_in_quote(fills)])
+    action_ts = np.asarray(costs.actions, np.int64) if costs.action_cost else np.zeros(0, np.int64)
+    n_a = len(action_ts)
+    pad_t, pad_a = np.zeros(n_t), np.zeros(n_a)
+    ts = np.concatenate([tob_ts, fills["ts"].to_numpy(np.int64), action_ts])
+    kind = np.concatenate([np.full(n_t, BOOK, np.int8), np.full(n_f, FILL, np.int8), np.full(n_a, ACTION, np.int8)])
+    mid_col = np.concatenate([mid, np.full(n_f + n_a, np.nan)])
+    side = np.concatenate([pad_t, fills["side"].to_numpy(float), pad_a])
+    px = np.concatenate([pad_t, fills["price"].to_numpy(float), pad_a])
+    qty = np.concatenate([pad_t, fills["qty"].to_numpy(float), pad_a])
+    fee = np.concatenate([pad_t, _fees_in_quote(fills, costs.quote_currency), pad_a])
+    cost = np.concatenate([pad_t, np.zeros(n_f), np.full(n_a, costs.action_cost)])
     order = np.lexsort((kind, ts))
-    ts, kind, mid_col, side, px, qty, fee = (a[order] for a in (ts, kind, mid_col, side, px, qty, fee))
+    ts, kind, mid_col, side, px, qty, fee, cost = (a[order] for a in (ts, kind, mid_col, side, px, qty, fee, cost))
     mid_ff = pd.Series(mid_col).ffill().to_numpy()
-    if n_f and np.isnan(mid_ff[kind == 0]).any():
+    if n_f and np.isnan(mid_ff[kind == FILL]).any():
         raise ValueError("a fill happened before any top of book was recorded")
     mid_ff = np.nan_to_num(mid_ff)
     inv = np.cumsum(side * qty)
     cash = np.cumsum(-side * px * qty - fee)
-    spread = np.cumsum(np.where(kind == 0, side * (mid_ff - px) * qty, 0.0))
+    spread = np.cumsum(np.where(kind == FILL, side * (mid_ff - px) * qty, 0.0))
     fees = np.cumsum(fee)
+    paid = np.cumsum(cost)
     prev_mid = np.concatenate([[np.nan], pd.Series(mid_col).ffill().to_numpy()[:-1]])
-    dmid = np.where((kind == 1) & ~np.isnan(prev_mid), mid_col - prev_mid, 0.0)
+    dmid = np.where((kind == BOOK) & ~np.isnan(prev_mid), mid_col - prev_mid, 0.0)
     inv_pnl = np.cumsum(inv * dmid)
     return pd.DataFrame({
         "ts": ts, "kind": kind, "mid": mid_ff, "inventory": inv, "cash": cash,
-        "equity": cash + inv * mid_ff, "spread": spread, "inv_pnl": inv_pnl, "fees": fees,
+        "equity": cash + inv * mid_ff - paid, "spread": spread, "inv_pnl": inv_pnl, "fees": fees, "costs": paid,
     })
 
 
-def _fees_in_quote(fills: pd.DataFrame) -> np.ndarray:
-    """Commissions in USDC; a commission charged in the base currency is valued at the fill price."""
+def _fees_in_quote(fills: pd.DataFrame, quote_currency: str) -> np.ndarray:
+    """Commissions in the quote currency; one charged in the base currency is valued at the fill price."""
     if fills.empty:
         return np.zeros(0)
     fee = fills["commission"].to_numpy(float)
-    in_base = (fills["commission_currency"] != "USDC").to_numpy()
+    in_base = (fills["commission_currency"] != quote_currency).to_numpy()
     return np.where(in_base, fee * fills["price"].to_numpy(float), fee)
 
 
@@ -164,12 +188,13 @@ def _sample(timeline: pd.DataFrame, start_ns: int, end_ns: int, step_ns: int) ->
     if grid[-1] != end_ns:
         grid = np.append(grid, end_ns)
     idx = np.searchsorted(timeline["ts"].to_numpy(np.int64), grid, side="right") - 1
-    cols = ["mid", "inventory", "cash", "equity", "spread", "inv_pnl", "fees"]
+    cols = ["mid", "inventory", "cash", "equity", "spread", "inv_pnl", "fees", "costs"]
     out = pd.DataFrame({"ts": grid})
     for col in cols:
         values = timeline[col].to_numpy(float)
         out[col] = np.where(idx >= 0, values[np.clip(idx, 0, None)], 0.0 if col != "mid" else np.nan)
-    out = out.rename(columns={"spread": "pnl_spread_capture", "inv_pnl": "pnl_inventory", "fees": "fees_paid"})
+    out = out.rename(columns={"spread": "pnl_spread_capture", "inv_pnl": "pnl_inventory", "fees": "fees_paid",
+                              "costs": "costs_paid"})
     out["pnl_total"] = out["equity"]
     return out
 

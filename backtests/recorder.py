@@ -20,6 +20,8 @@ from nautilus_trader.model.events import (
     OrderCanceled,
     OrderExpired,
     OrderFilled,
+    OrderPendingCancel,
+    OrderPendingUpdate,
     OrderRejected,
     OrderSubmitted,
 )
@@ -42,7 +44,7 @@ class RunRecorder(Actor):
         self.fills: list[tuple] = []
         self.quotes: list[tuple] = []  # ts, bid, bid_qty, ask, ask_qty, n_bids, n_asks (None = no quote)
         self.signals: list[tuple] = []
-        self.submitted = 0
+        self.actions: list[int] = []  # when we sent each place / cancel / modify (each may cost the venue's fee)
         self.live: dict[str, tuple[bool, float, float]] = {}  # coid -> (is_buy, price, leaves)
         self._last_top: tuple[float, float, float, float] | None = None
         self._last_quote: tuple | None = None
@@ -68,8 +70,8 @@ class RunRecorder(Actor):
 
     def _on_order_event(self, event) -> None:
         coid = event.client_order_id.value
-        if isinstance(event, OrderSubmitted):
-            self.submitted += 1
+        if isinstance(event, (OrderSubmitted, OrderPendingCancel, OrderPendingUpdate)):
+            self.actions.append(event.ts_init)
             return
         if isinstance(event, OrderAccepted):
             order = self.cache.order(event.client_order_id)

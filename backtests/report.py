@@ -32,31 +32,39 @@ def _fill_model(m: dict) -> str:
 
 def summary(metrics: dict, run_dir=None) -> str:
     m = metrics
+    inst = m["instrument"]
+    quote, base = inst["quote"], inst["base"]
+    size = f",.{inst['size_precision']}f"  # sizes as precise as the instrument's lot
+    venue = m.get("venue") or {}
     rows = [
         ("PnL", [
-            ("total (USDC, marked at mid)", _fmt(m["pnl_total"])),
+            (f"total ({quote}, marked at mid)", _fmt(m["pnl_total"])),
             ("  spread capture", _fmt(m["pnl_spread_capture"])),
             ("  inventory", _fmt(m["pnl_inventory"])),
             ("  fees paid", _fmt(m["fees_paid"])),
+            (f"  action costs ({m.get('actions_sent', 0):,} x {_fmt(venue.get('action_cost'), 'g')})",
+             _fmt(m.get("costs_paid"))),
             ("sharpe / sortino (ann.)", f"{_fmt(m['sharpe'], ',.2f')} / {_fmt(m['sortino'], ',.2f')}"),
-            ("max drawdown (USDC)", _fmt(m["max_drawdown"])),
+            (f"max drawdown ({quote})", _fmt(m["max_drawdown"])),
         ]),
         ("Execution", [
-            ("fills / maker volume (SEI)", f"{m['fill_count']:,} / {_fmt(m['maker_volume'], ',.1f')}"),
+            (f"fills / maker volume ({base})", f"{m['fill_count']:,} / {_fmt(m['maker_volume'], size)}"),
             ("orders submitted", f"{m.get('orders_submitted', 0):,}"),
             ("fill ratio", _fmt(m["fill_ratio"], ".2%")),
             ("cancel-to-fill", _fmt(m["cancel_to_fill"], ",.1f")),
-            ("turnover (USDC)", _fmt(m["turnover"], ",.2f")),
+            (f"turnover ({quote})", _fmt(m["turnover"], ",.2f")),
             ("quote uptime (two-sided)", _fmt(m["quote_uptime"], ".1%")),
             ("spread improvement", f"{_fmt(m['spread_improvement_pct'], '.2f')} %"),
-            ("markout bps 0.4s/2s/10s/60s", " / ".join(_fmt(v, "+.2f") for v in m["markout_bps"].values())),
+            (f"markout bps {'/'.join(m['markout_bps'])}",
+             " / ".join(_fmt(v, "+.2f") for v in m["markout_bps"].values())),
         ]),
-        ("Inventory (SEI)", [
-            ("mean / std", f"{_fmt(m['inventory_mean'], ',.1f')} / {_fmt(m['inventory_std'], ',.1f')}"),
-            ("max |inventory|", _fmt(m["inventory_max_abs"], ",.1f")),
+        (f"Inventory ({base})", [
+            ("mean / std", f"{_fmt(m['inventory_mean'], size)} / {_fmt(m['inventory_std'], size)}"),
+            ("max |inventory|", _fmt(m["inventory_max_abs"], size)),
             ("time at limit", f"{_fmt(m['time_at_limit_pct'], '.2f')} %"),
         ]),
         ("Run", [
+            ("instrument / venue", f"{inst['id']} / {venue.get('profile') or 'n/a'}"),
             ("fill model", _fill_model(m)),
             ("latency", f"{_fmt(m.get('latency_ms'), ',.0f')} ms"),
             ("window", f"{m['window']['start']} .. {m['window']['end']}"),
@@ -79,6 +87,7 @@ def summary(metrics: dict, run_dir=None) -> str:
 
 ABLATION_ROWS = [
     ("pnl_total", ",.4f"), ("pnl_spread_capture", ",.4f"), ("pnl_inventory", ",.4f"), ("fees_paid", ",.4f"),
+    ("costs_paid", ",.4f"), ("orders_submitted", ","),
     ("sharpe", ",.2f"), ("max_drawdown", ",.4f"), ("fill_count", ","), ("maker_volume", ",.1f"),
     ("fills_at_touch", ","), ("cancel_to_fill", ",.1f"), ("quote_uptime", ".1%"),
     ("spread_improvement_pct", ".2f"), ("inventory_std", ",.1f"), ("inventory_max_abs", ",.1f"),
@@ -90,7 +99,8 @@ def side_by_side(runs: dict[str, dict]) -> str:
     labels = list(runs)
     width = max(len(label) for label in labels) + 2
     lines = [f"{'metric':<26}" + "".join(f"{label:>{max(width, 14)}}" for label in labels)]
-    rows = list(ABLATION_ROWS) + [(f"markout_bps.{h}", "+.2f") for h in ("0.4s", "2s", "10s", "60s")]
+    horizons = next(iter(runs.values()))["markout_bps"]
+    rows = list(ABLATION_ROWS) + [(f"markout_bps.{h}", "+.2f") for h in horizons]
     for key, spec in rows:
         cells = []
         for label in labels:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import tomli_w
 from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
-from nautilus_trader.backtest.models import FillModel, LatencyModel, MakerTakerFeeModel
+from nautilus_trader.backtest.models import LatencyModel, MakerTakerFeeModel
 from nautilus_trader.config import LoggingConfig, RiskEngineConfig
 from nautilus_trader.core.data import Data
 from nautilus_trader.model.data import CustomData, DataType
@@ -27,12 +27,12 @@ from nautilus_trader.model.objects import Money
 from tqdm import tqdm
 
 from backtests.config import BacktestConfig
-from backtests.fills.module import QueueFillModel, QueueFillModule
-from backtests.fills.queue_models import make_queue_model
-from backtests.metrics import FILL_COLUMNS, QUOTE_COLUMNS, TOB_COLUMNS, Analytics, Limits, compute
+from backtests.fills.module import QueueFillModule
+from backtests.fills.registry import fill_simulation
+from backtests.metrics import FILL_COLUMNS, QUOTE_COLUMNS, TOB_COLUMNS, Analytics, Costs, Limits, compute
 from backtests.recorder import RecorderConfig, RunRecorder
 from data.catalog import Tape, iso_utc, open_tape, parse_time
-from data.instrument import currency_pair
+from data.instrument import currency_pair, instrument_summary
 from models.signal_data import SIGNAL_COLUMNS
 from strategies.control import register_halt_endpoint
 from strategies.market_maker import MarketMaker
@@ -60,8 +60,9 @@ def run_backtest(
     write: bool = True,
     strategy_cls: type[MarketMaker] = MarketMaker,
 ) -> RunResult:
+    tape = open_tape(config.run.catalog, config.run.instrument_id or str(config.strategy_config().instrument_id))
+    config = config.resolved(tape.meta)  # the venue profile's values wherever the file left them unset
     strat_cfg = config.strategy_config()
-    tape = open_tape(config.run.catalog, config.run.instrument_id or str(strat_cfg.instrument_id))
     if tape.instrument.id != strat_cfg.instrument_id:
         raise ValueError(f"strategy.instrument_id {strat_cfg.instrument_id} is not the tape's {tape.instrument.id}")
     start_ns, end_ns = window(config, tape)
@@ -81,6 +82,7 @@ def run_backtest(
         ))
         engine.add_actor(signal_actor)
     strategy = strategy_cls(strat_cfg)
+    strategy.set_action_cost(venue.action_cost)
     engine.add_strategy(strategy)
     recorder = RunRecorder(RecorderConfig(instrument_id=instrument.id, strategy_id=strategy.id))
     engine.add_actor(recorder)
@@ -98,7 +100,8 @@ def run_backtest(
     base_change = float(account.balance_total(instrument.base_currency)) - venue.starting_base
     orders = orders_frame(engine.cache, strategy.id)
     analytics, quotes = session_analytics(
-        recorder, orders, strat_cfg, start_ns, end_ns, config.run.sample_interval_ms * 1_000_000
+        recorder, orders, strat_cfg, start_ns, end_ns, config.run.sample_interval_ms * 1_000_000,
+        instrument.quote_currency.code, venue.action_cost,
     )
     metrics = dict(analytics.metrics)
     metrics.update({
@@ -108,6 +111,9 @@ def run_backtest(
         "queue_model": venue.queue_model if venue.fill_model == "queue" else None,
         "queue_power": venue.queue_power if venue.fill_model == "queue" and venue.queue_model == "prob_power" else None,
         "latency_ms": venue.latency_ms,
+        "venue": {"profile": venue.profile, "maker_fee": venue.maker_fee, "taker_fee": venue.taker_fee,
+                  "action_cost": venue.action_cost},
+        "instrument": instrument_summary(instrument),
         "queue_fills": dict(queue_module.stats) if queue_module else None,
         "signal": signal_actor.engine.summary() if signal_actor else None,
         "halted": strategy.halted,
@@ -130,7 +136,7 @@ def run_backtest(
 def build_engine(config: BacktestConfig, tape: Tape) -> tuple[BacktestEngine, CurrencyPair, QueueFillModule | None]:
     """A BacktestEngine with the venue and instrument the config describes, and no trader yet
     (plus the queue fill module when the venue uses queue fills)."""
-    venue = config.venue
+    venue = config.resolved(tape.meta).venue
     instrument = currency_pair(
         tape.instrument.id, tape.instrument.price_precision, tape.instrument.size_precision,
         venue.maker_fee, venue.taker_fee,
@@ -146,13 +152,7 @@ def build_engine(config: BacktestConfig, tape: Tape) -> tuple[BacktestEngine, Cu
         ),
         risk_engine=RiskEngineConfig(bypass=False),
     ))
-    if venue.fill_model == "queue":
-        queue_module = QueueFillModule(instrument, make_queue_model(venue.queue_model, venue.queue_power))
-        modules = [queue_module]
-        fill_model = QueueFillModel(queue_module.live, random_seed=config.run.seed)
-    else:
-        modules = []
-        fill_model = FillModel(prob_fill_on_limit=1.0, prob_slippage=0.0, random_seed=config.run.seed)
+    sim = fill_simulation(venue, instrument, config.run.seed)
     engine.add_venue(
         venue=instrument.id.venue,
         oms_type=OmsType.NETTING,
@@ -162,14 +162,14 @@ def build_engine(config: BacktestConfig, tape: Tape) -> tuple[BacktestEngine, Cu
             Money(venue.starting_base, instrument.base_currency),
         ],
         book_type=BookType.L2_MBP,
-        modules=modules,
-        fill_model=fill_model,
+        modules=sim.modules,
+        fill_model=sim.fill_model,
         fee_model=MakerTakerFeeModel(),
         latency_model=latency_model(venue),
         trade_execution=False,
     )
     engine.add_instrument(instrument)
-    return engine, instrument, modules[0] if modules else None
+    return engine, instrument, sim.queue_module
 
 
 def latency_model(venue) -> LatencyModel | None:
@@ -219,7 +219,8 @@ def window(config: BacktestConfig, tape: Tape) -> tuple[int, int]:
     start_ns = parse_time(config.run.start, tape, "run.start") or tape.start_ns
     end_ns = parse_time(config.run.end, tape, "run.end") or tape.end_ns
     if end_ns <= start_ns:
-        raise ValueError(f"run window is empty: start {iso_utc(start_ns)} is not before end {iso_utc(end_ns)}")
+        raise ValueError(f"run window is empty: start {iso_utc(start_ns)} is not before end {iso_utc(end_ns)} "
+                         f"(the tape spans {iso_utc(tape.start_ns)} .. {iso_utc(tape.end_ns)})")
     return start_ns, end_ns
 
 
@@ -244,7 +245,8 @@ def stream(engine: BacktestEngine, tape: Tape, start_ns: int, end_ns: int, chunk
 
 
 def session_analytics(
-    recorder: RunRecorder, orders: pd.DataFrame, strat_cfg, start_ns: int, end_ns: int, sample_interval_ns: int
+    recorder: RunRecorder, orders: pd.DataFrame, strat_cfg, start_ns: int, end_ns: int, sample_interval_ns: int,
+    quote_currency: str, action_cost: float,
 ) -> tuple[Analytics, pd.DataFrame]:
     """Metrics, equity and fills of a finished session (a backtest or a live node's), and its quotes."""
     tob = pd.DataFrame(recorder.tob, columns=TOB_COLUMNS)
@@ -253,8 +255,10 @@ def session_analytics(
     analytics = compute(
         tob, fills, quotes, orders,
         Limits(strat_cfg.order_size, strat_cfg.max_position, strat_cfg.max_notional),
-        start_ns=int(tob["ts"].iloc[0]) if len(tob) else start_ns, end_ns=end_ns,
+        # From the window's start (its seed snapshot is stamped just before it), or the first book.
+        start_ns=max(int(tob["ts"].iloc[0]), start_ns) if len(tob) else start_ns, end_ns=end_ns,
         sample_interval_ns=sample_interval_ns,
+        costs=Costs(quote_currency, action_cost, tuple(recorder.actions)),
     )
     return analytics, quotes
 
@@ -287,9 +291,6 @@ def _write_run(config: BacktestConfig, out, metrics, analytics: Analytics, order
     run_dir.mkdir(parents=True, exist_ok=False)
     resolved = config.to_dict()
     resolved["strategy"] = json.loads(config.strategy_config().json())
-    for key in ("insert_latency_ms", "cancel_latency_ms"):
-        if resolved["venue"][key] is None:
-            resolved["venue"][key] = resolved["venue"]["latency_ms"]
     # TOML has no null: an unset optional is simply absent.
     resolved = {section: {k: v for k, v in values.items() if v is not None} for section, values in resolved.items()}
     (run_dir / "config.toml").write_text(tomli_w.dumps(resolved))

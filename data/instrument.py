@@ -77,4 +77,17 @@ def sei_usdc(
     return currency_pair(SEI_USDC_ID, SEI_PRICE_PRECISION, SEI_SIZE_PRECISION, maker_fee, taker_fee)
 
 
-__all__ = ["SEI", "USDC", "SEI_USDC_ID", "currency_pair", "sei_usdc"]
+def instrument_summary(instrument: CurrencyPair) -> dict:
+    """What reports and charts need to label money and sizes: currencies, grid and precisions."""
+    return {
+        "id": str(instrument.id),
+        "base": instrument.base_currency.code,
+        "quote": instrument.quote_currency.code,
+        "tick": float(instrument.price_increment),
+        "lot": float(instrument.size_increment),
+        "price_precision": instrument.price_precision,
+        "size_precision": instrument.size_precision,
+    }
+
+
+__all__ = ["SEI", "USDC", "SEI_USDC_ID", "currency_pair", "instrument_summary", "sei_usdc"]

@@ -53,6 +53,7 @@ from nautilus_trader.model.objects import Price, Quantity
 
 from data.catalog import write_catalog
 from data.instrument import currency_pair
+from data.venues import venue_profile
 
 BOOK_COLUMNS = ("exchange", "symbol", "timestamp", "local_timestamp", "is_snapshot", "side", "price", "amount")
 TRADE_COLUMNS = ("exchange", "symbol", "timestamp", "local_timestamp", "id", "side", "price", "amount")
@@ -366,6 +367,7 @@ def import_tardis(
     size_precision: int,
     out: Path,
     allow_crossed: bool = False,
+    venue: str | None = None,
 ) -> dict[str, Any]:
     """Import Tardis book (and optionally trades) CSVs into a new catalog at `out`.
 
@@ -373,8 +375,11 @@ def import_tardis(
     ``start``/``end`` are the first and last ts_init (book or trade) in nanoseconds, the replay
     window `open_tape` will report. Raises `TardisFormatError` for bad input (a crossed book
     included, unless `allow_crossed`) and ValueError for a bad instrument or precision, in both
-    cases before anything is written.
+    cases before anything is written. `venue` names the venue profile (data/venues.py) the catalog
+    records, so that backtests of it take their fees, latency and cadence from it.
     """
+    if venue is not None:
+        venue_profile(venue)  # an unknown name fails now, not at the first backtest
     instrument = currency_pair(instrument_id, price_precision, size_precision)
     book_reader = _Reader(Path(book), BOOK_COLUMNS)
     tape = _book_deltas(book_reader, instrument.id, price_precision, size_precision, allow_crossed)
@@ -393,6 +398,8 @@ def import_tardis(
         "synthetic": False,
         "crossed_batches": tape.crossed_batches,
     }
+    if venue is not None:
+        meta["venue_profile"] = venue
     write_catalog(Path(out), instrument, tape.deltas, ticks, meta)
     times = [tape.deltas[0].ts_init, tape.deltas[-1].ts_init] + [t.ts_init for t in ticks[:1] + ticks[-1:]]
     return {

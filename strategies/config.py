@@ -60,7 +60,7 @@ class MarketMakerConfig(StrategyConfig, kw_only=True, frozen=True, forbid_unknow
     max_position: float = 5_000.0
     max_notional: float = 2_500.0
     # Requoting
-    requote_interval_ms: int = 400
+    requote_interval_ms: int | None = None  # None: the venue's update cadence (its profile)
     requote_tolerance_bps: float = 1.0
     max_order_age_secs: float = 30.0
     # Keep a resting order instead of replacing it when it is at most this many ticks less
@@ -87,7 +87,7 @@ class MarketMakerConfig(StrategyConfig, kw_only=True, frozen=True, forbid_unknow
 
     def __post_init__(self) -> None:
         positive = ("levels", "order_size", "size_growth", "max_position", "max_notional",
-                    "requote_interval_ms", "max_order_age_secs", "stale_after_secs",
+                    "max_order_age_secs", "stale_after_secs",
                     "max_orders_per_sec", "vol_window_secs", "as_horizon_secs", "gamma", "kappa",
                     "glft_a", "glft_k", "max_loss", "max_drawdown")
         for name in positive:
@@ -99,6 +99,8 @@ class MarketMakerConfig(StrategyConfig, kw_only=True, frozen=True, forbid_unknow
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"strategy.{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.requote_interval_ms is not None and self.requote_interval_ms <= 0:
+            raise ConfigError(f"strategy.requote_interval_ms must be > 0, got {self.requote_interval_ms!r}")
         if not 0 <= self.size_tolerance < 1:
             raise ConfigError(f"strategy.size_tolerance must be in [0, 1), got {self.size_tolerance!r}")
         if self.levels > 1 and self.level_spacing_ticks < 1:

@@ -22,7 +22,9 @@ from nautilus_trader.model.events import (
     OrderDenied,
     OrderExpired,
     OrderFilled,
+    OrderPendingCancel,
     OrderRejected,
+    OrderSubmitted,
 )
 from nautilus_trader.model.identifiers import ClientOrderId
 from nautilus_trader.trading.strategy import Strategy
@@ -94,6 +96,8 @@ class MarketMaker(Strategy):
         self.orders: dict[ClientOrderId, WorkingOrder] = {}
         self.inventory = 0.0  # net base bought since start
         self.cash = 0.0  # quote received minus paid, after fees
+        self.action_cost = 0.0  # quote currency per place / cancel (the venue's; see set_action_cost)
+        self.costs = 0.0  # what our actions have cost so far
         self.peak_pnl = 0.0
         self.halted = False
         self.halt_reason = ""
@@ -115,10 +119,19 @@ class MarketMaker(Strategy):
     def set_signal_source(self, source: SignalSource) -> None:
         self.signal_source = source
 
+    def set_action_cost(self, cost: float) -> None:
+        """What each order action (place, cancel) costs on this venue, in the quote currency: gas on
+        a chain, nothing on an off-chain book. It counts against PnL, so the kill switch sees it.
+        Set by whoever knows the venue (the backtest runner, the node), before the start."""
+        self.action_cost = cost
+
     def on_start(self) -> None:
         self.instrument = self.cache.instrument(self.cfg.instrument_id)
         if self.instrument is None:
             raise RuntimeError(f"instrument {self.cfg.instrument_id} is not in the cache")
+        if self.cfg.requote_interval_ms is None:
+            raise RuntimeError("strategy.requote_interval_ms is unset: the runner or node sets it to the venue's "
+                               "cadence (resolve the config against its venue profile first)")
         self.grid = Grid(float(self.instrument.price_increment), float(self.instrument.size_increment))
         self.base, self.quote_ccy = self.instrument.base_currency, self.instrument.quote_currency
         self._resume()
@@ -294,6 +307,7 @@ class MarketMaker(Strategy):
             quote.side, quote.price_ticks, quote.qty_lots * self.grid.lot, now
         )
         self.actions.append(now)
+        self.costs += self.action_cost
         self.submit_order(order)
 
     def _cancel(self, coid: ClientOrderId, now: int, count: bool = True) -> None:
@@ -311,6 +325,7 @@ class MarketMaker(Strategy):
         tracked.state = CANCELLING
         if count:
             self.actions.append(now)
+        self.costs += self.action_cost  # paid whether or not the rate cap counts it
         self.cancel_order(order)
 
     def _cancel_all(self, reason: str) -> None:
@@ -324,7 +339,7 @@ class MarketMaker(Strategy):
     # -- risk -----------------------------------------------------------------------------------
 
     def pnl(self, mid: float) -> float:
-        return self.cash + self.inventory * mid
+        return self.cash + self.inventory * mid - self.costs
 
     def _check_kill_switch(self, mid: float) -> bool:
         pnl = self.pnl(mid)
@@ -394,11 +409,13 @@ class MarketMaker(Strategy):
         """Pick up where an earlier run of this strategy left off, from a persisted cache (a live
         node restarted after a crash): its fills make the inventory and cash, and its orders still
         working at the venue are tracked again, so they are requoted or cancelled, never orphaned."""
-        self.inventory, self.cash, self.orders = 0.0, 0.0, {}
+        self.inventory, self.cash, self.costs, self.orders = 0.0, 0.0, 0.0, {}
         for order in self.cache.orders(strategy_id=self.id):
             for event in order.events:
                 if isinstance(event, OrderFilled):
                     self._book_fill(event)
+                elif isinstance(event, (OrderSubmitted, OrderPendingCancel)):
+                    self.costs += self.action_cost
             if order.is_open or order.is_inflight:
                 side = BUY if order.side == OrderSide.BUY else SELL
                 ticks = self.grid.ticks(float(order.price))

@@ -42,7 +42,7 @@ windows = [["+0min", "+5min"], ["+5min", "+10min"]]
 @dataclass(frozen=True)
 class DemoRuns:
     root: Path  # what `flashmm app --runs` is given
-    plain: Path  # 10 minutes, signal off
+    plain: Path  # 10 minutes (the sample's first out-of-sample ones), signal off
     signal: Path  # 5 minutes, signal on
     sweep: Path  # the sweep dir
     sweep_file: Path
@@ -61,9 +61,9 @@ def _run_dir(stdout: str) -> Path:
 
 def _build(base: Path) -> dict:
     root = base / "runs"
-    plain = _run_dir(flashmm("backtest", "--config", str(SAMPLE_CONFIG), "--end", "+10min", "--signal", "off",
+    plain = _run_dir(flashmm("backtest", "--config", str(SAMPLE_CONFIG), "--end", "+130min", "--signal", "off",
                              "--out", str(root), "--quiet", cwd=base))
-    signal = _run_dir(flashmm("backtest", "--config", str(SAMPLE_CONFIG), "--end", "+5min", "--signal", "on",
+    signal = _run_dir(flashmm("backtest", "--config", str(SAMPLE_CONFIG), "--end", "+125min", "--signal", "on",
                               "--out", str(root), "--quiet", cwd=base))
     sweep_file = base / "demo_sweep.toml"
     sweep_file.write_text(DEMO_SWEEP)

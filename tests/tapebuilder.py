@@ -89,4 +89,5 @@ def write_tape(path: Path, blocks: list[Block]) -> Path:
             trades.append(TradeTick(inst.id, Price.from_str(px), Quantity(size, 1), aggressor,
                                     TradeId(f"T{n}-{k}"), ts, ts))
         prev = state
-    return write_catalog(path, inst, deltas, trades, {"synthetic": True, "note": "hand-built test tape"})
+    meta = {"synthetic": True, "note": "hand-built test tape", "venue_profile": "sei-clob"}
+    return write_catalog(path, inst, deltas, trades, meta)

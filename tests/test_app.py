@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -107,7 +107,7 @@ def test_run_detail_draws_the_run_from_its_files(demo_runs):
     drawn_fills = len(price["buy fills"]["y"]) + len(price["sell fills"]["y"])
     assert drawn_fills == len(fills) == metrics["fill_count"]
     markout = charts["Markout, qty-weighted (+ = good for us)"]
-    assert markout["all"]["y"][1] == pytest.approx(metrics["markout_bps"]["2s"])
+    assert markout["all"]["y"][1] == pytest.approx(metrics["markout_bps"]["5s"])
     assert "Inventory (SEI)" in charts
     stats = at.dataframe[0].value.set_index("statistic")["value"]
     assert stats["orders submitted"] == str(metrics["orders_submitted"])
@@ -119,7 +119,7 @@ def test_run_detail_draws_the_run_from_its_files(demo_runs):
 def test_run_detail_zooms_into_a_time_window(demo_runs):
     at = app(demo_runs.root, run=demo_runs.plain, page="views/run_detail.py")
     first, last = at.slider[0].value
-    at.slider[0].set_value((first, first.replace(minute=first.minute + 2))).run()
+    at.slider[0].set_value((first, first + timedelta(minutes=2))).run()
     inventory = figures(at)["Inventory (SEI)"]["inventory"]
     times = pd.to_datetime(inventory["x"]).tz_localize(None)  # plotly writes UTC times without the offset
     start = pd.Timestamp(first)
@@ -187,7 +187,7 @@ def test_live_page_reads_the_node_status(tmp_path):
     at = app(tmp_path, live=state, page="views/live.py")
     shown = {m.label: m.value for m in at.metric}
     assert shown["mode"] == "paper" and shown["connected"] == "yes" and shown["block height"] == "1,234"
-    assert shown["PnL (USDC)"] == "1.2500" and shown["inventory (SEI)"] == "-300.0000" and shown["fills"] == "7"
+    assert shown["PnL (quote)"] == "1.2500" and shown["inventory (base)"] == "-300.0000" and shown["fills"] == "7"
     assert at.dataframe[0].value["price_ticks"].tolist() == [3999]
     assert at.json[0].value and json.loads(at.json[0].value) == {"execution": {"rejects": 2}}
     assert not at.warning  # fresh status

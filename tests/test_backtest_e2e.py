@@ -32,7 +32,7 @@ def tape(tmp_path_factory) -> Path:
 
 def config_for(tape: Path, tmp: Path, **strategy) -> dict:
     raw = load_config(SAMPLE_CONFIG).to_dict()
-    raw["run"].update(catalog=str(tape), out=str(tmp / "runs"))
+    raw["run"].update(catalog=str(tape), out=str(tmp / "runs"), start="")  # the whole generated tape
     raw["strategy"].update(strategy)
     return raw
 
@@ -54,11 +54,18 @@ def test_cli_backtest_on_the_bundled_sample(tmp_path):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert METRIC_KEYS <= set(metrics)
-    assert set(metrics["markout_bps"]) == {"0.4s", "2s", "10s", "60s"}
+    assert set(metrics["markout_bps"]) == {"1s", "5s", "30s", "60s"}
     assert metrics["fill_model"] == "queue" and "queue (prob_power n=2" in out.stdout
     assert metrics["queue_model"] == "prob_power" and metrics["queue_power"] == 2.0
-    assert metrics["pnl_spread_capture"] + metrics["pnl_inventory"] - metrics["fees_paid"] == pytest.approx(
-        metrics["pnl_total"], abs=1e-6)
+    assert metrics["pnl_spread_capture"] + metrics["pnl_inventory"] - metrics["fees_paid"] - metrics[
+        "costs_paid"] == pytest.approx(metrics["pnl_total"], abs=1e-6)
+    # the sei-clob venue charges gas per action: every place and cancel is costed
+    assert metrics["costs_paid"] > 0
+    assert metrics["costs_paid"] == pytest.approx(metrics["actions_sent"] * metrics["venue"]["action_cost"])
+    assert metrics["actions_sent"] >= metrics["orders_submitted"] > 0
+    # the demo is out of sample: it starts where the bundled model's training and validation end
+    model_meta = json.loads((ROOT / "models/artifacts/sample/meta.json").read_text())
+    assert metrics["window"]["start"] >= model_meta["windows"]["valid"][1]
     assert metrics["fill_count"] > 0 and metrics["events_processed"] > 100_000
     # passive fills at the touch from prints, not only when the book crosses us
     fills_df = pd.read_parquet(run / "fills.parquet")
@@ -67,17 +74,20 @@ def test_cli_backtest_on_the_bundled_sample(tmp_path):
     assert at_touch.sum() == metrics["fills_at_touch"] > 0
     assert metrics["queue_fills"]["trade_fills"] > metrics["queue_fills"]["cross_fills"]
     assert (fills_df["liquidity"] == "MAKER").all()
-    resolved = load_config(run / "config.toml").strategy_config()  # the written config is complete and valid
-    assert resolved == load_config(SAMPLE_CONFIG).strategy_config()
+    written = load_config(run / "config.toml")  # the written config is complete and valid
+    assert written.strategy_config() == load_config(SAMPLE_CONFIG).resolved({"venue_profile": "sei-clob"}
+                                                                             ).strategy_config()
+    assert written.strategy_config().requote_interval_ms == 400  # the sei-clob profile's block cadence
     fills = pd.read_parquet(run / "fills.parquet")
     assert len(fills) == metrics["fill_count"]
     equity = pd.read_parquet(run / "equity.parquet")
-    assert {"mid", "inventory", "cash", "equity", "pnl_spread_capture", "pnl_inventory", "fees_paid"} <= set(equity)
+    assert {"mid", "inventory", "cash", "equity", "pnl_spread_capture", "pnl_inventory", "fees_paid",
+            "costs_paid"} <= set(equity)
     assert equity["inventory"].abs().max() <= 4000.0
     # the bundled model drove the run, block by block
     signal = pd.read_parquet(run / "signal.parquet")
     assert metrics["signal"]["model_id"].startswith("mlp-") and metrics["signal"]["model_blocks"] == len(signal)
-    assert not signal["fallback"].any() and len(signal) > 20_000
+    assert not signal["fallback"].any() and len(signal) > 8_000  # the last hour, a block every ~400 ms
     probs = signal[["p_down", "p_flat", "p_up"]].to_numpy()
     assert ((probs >= 0) & (probs <= 1)).all() and abs(probs.sum(axis=1) - 1).max() < 1e-5
 
@@ -137,21 +147,32 @@ def test_cli_reports_bad_config_without_traceback(tmp_path):
     assert "levelz" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_signal_ablation_on_unseen_data_prints_both_runs(tmp_path):
-    """The bundled model never saw the sample after +120min: off vs on, side by side."""
+def test_signal_ablation_on_unseen_data_changes_what_is_quoted(tmp_path):
+    """The bundled model never saw the sample after +120min: off vs on, side by side. With the
+    signal on, the strategy must quote differently wherever the model is confident: a signal the
+    strategy drops (stale, wrongly stamped, unsubscribed) leaves the two runs' orders identical."""
     out = subprocess.run(
         [sys.executable, "-m", "app.cli", "backtest", "--config", str(SAMPLE_CONFIG), "--out", str(tmp_path),
-         "--signal", "both", "--start", "+150min", "--quiet"],
+         "--signal", "both", "--start", "+150min", "--end", "+165min", "--quiet"],
         capture_output=True, text=True, cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     header = out.stdout.splitlines()[0]
     assert "signal off" in header and "signal on" in header
-    assert "pnl_total" in out.stdout and "markout_bps.2s" in out.stdout
+    assert "pnl_total" in out.stdout and "markout_bps.5s" in out.stdout
     runs = sorted(tmp_path.iterdir())
-    assert len(runs) == 2
-    with_signal = [r for r in runs if (r / "signal.parquet").exists()]
-    assert len(with_signal) == 1
+    (on,) = [r for r in runs if (r / "signal.parquet").exists()]
+    (off,) = [r for r in runs if r != on]
+    signal = pd.read_parquet(on / "signal.parquet")
+    confident = signal[signal["confidence"] >= load_config(SAMPLE_CONFIG).strategy_config().signal_min_confidence]
+    assert len(confident) > 100  # the model had opinions on this window
+    orders = {name: pd.read_parquet(r / "orders.parquet") for name, r in (("on", on), ("off", off))}
+    sent = {name: list(zip(o.ts_init, o.side, o.price, o.quantity, strict=True)) for name, o in orders.items()}
+    assert sent["on"] != sent["off"]
+    # not just timing: the signal moved prices (fair value shift) and sizes (lean)
+    first_orders = {name: o.sort_values("ts_init").groupby("side").head(50) for name, o in orders.items()}
+    assert set(first_orders["on"].price) != set(first_orders["off"].price)
+    assert set(first_orders["on"].quantity) != set(first_orders["off"].quantity)
 
 
 def test_signal_actor_publishes_before_the_strategy_quotes(tape, tmp_path):

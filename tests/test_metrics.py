@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backtests.metrics import FILL_COLUMNS, QUOTE_COLUMNS, TOB_COLUMNS, Limits, compute
+from backtests.metrics import FILL_COLUMNS, QUOTE_COLUMNS, TOB_COLUMNS, Costs, Limits, compute
 
 S = 1_000_000_000
+NO_COSTS = Costs(quote_currency="USDC")
 
 
 def frames():
@@ -32,7 +33,7 @@ def frames():
 
 def test_hand_computed_metrics():
     tob, fills, quotes, orders = frames()
-    a = compute(tob, fills, quotes, orders, Limits(5.0, 14.0, 1000.0), 0, 20 * S)
+    a = compute(tob, fills, quotes, orders, Limits(5.0, 14.0, 1000.0), 0, 20 * S, costs=NO_COSTS)
     m = a.metrics
     assert m["pnl_spread_capture"] == pytest.approx(0.10 + 0.04)  # (1.01-1.00)*10 + (1.03-1.02)*4
     assert m["pnl_inventory"] == pytest.approx(10 * 0.01 + 6 * -0.02 + 6 * 0.04)
@@ -41,10 +42,9 @@ def test_hand_computed_metrics():
     assert m["fill_count"] == 2 and m["maker_volume"] == 14.0
     assert m["turnover"] == pytest.approx(14.12)
     assert m["fill_ratio"] == pytest.approx(2 / 3) and m["cancel_to_fill"] == 1.0
-    assert m["markout_bps"]["0.4s"] == pytest.approx((10 * 200 + 4 * (0.01 / 1.03 * 1e4)) / 14)
-    assert m["markout_bps"]["2s"] == pytest.approx((10 * 0 + 4 * (0.03 / 1.03 * 1e4)) / 14)
-    assert m["markout_bps"]["10s"] == pytest.approx((10 * 400 - 4 * (0.01 / 1.03 * 1e4)) / 14)
-    assert m["markout_bps"]["60s"] is None  # beyond the data
+    assert m["markout_bps"]["1s"] == pytest.approx((10 * 200 + 4 * (0.03 / 1.03 * 1e4)) / 14)
+    assert m["markout_bps"]["5s"] == pytest.approx((10 * 0 + 4 * (0.03 / 1.03 * 1e4)) / 14)
+    assert m["markout_bps"]["30s"] is None and m["markout_bps"]["60s"] is None  # beyond the data
     assert m["inventory_mean"] == pytest.approx(5.9)
     assert m["inventory_std"] == pytest.approx(np.sqrt(37.4 - 5.9**2))
     assert m["inventory_max_abs"] == 10.0
@@ -66,9 +66,12 @@ def test_hand_computed_metrics():
                   st.floats(-0.01, 0.05)),
         max_size=30,
     ),
+    actions=st.lists(st.integers(0, 120), max_size=30),
+    action_cost=st.sampled_from([0.0, 0.0005, 0.25]),
 )
-def test_pnl_identity_holds(mids, fills):
-    """spread capture + inventory PnL - fees == total PnL, marking at mid, for any tape and fills."""
+def test_pnl_identity_holds(mids, fills, actions, action_cost):
+    """spread capture + inventory PnL - fees - action costs == total PnL, marking at mid, for any
+    tape, fills and actions."""
     tob = pd.DataFrame([(i * S, m / 1e4 - 0.0001, m / 1e4 + 0.0001, 1, 1) for i, m in enumerate(mids)],
                        columns=TOB_COLUMNS)
     rows = []
@@ -79,11 +82,36 @@ def test_pnl_identity_holds(mids, fills):
     fills_df = pd.DataFrame(rows, columns=FILL_COLUMNS)
     quotes = pd.DataFrame([], columns=QUOTE_COLUMNS)
     orders = pd.DataFrame({"filled_qty": [1.0] * len(rows), "status": ["FILLED"] * len(rows)})
-    m = compute(tob, fills_df, quotes, orders, Limits(1, 1e9, 1e12), 0, len(mids) * S).metrics
-    assert m["pnl_spread_capture"] + m["pnl_inventory"] - m["fees_paid"] == pytest.approx(m["pnl_total"], abs=1e-9)
+    m = compute(tob, fills_df, quotes, orders, Limits(1, 1e9, 1e12), 0, len(mids) * S,
+                costs=Costs("USDC", action_cost, tuple(a * S // 3 for a in actions))).metrics
+    assert m["costs_paid"] == pytest.approx(action_cost * len(actions))
+    assert m["pnl_spread_capture"] + m["pnl_inventory"] - m["fees_paid"] - m["costs_paid"] == pytest.approx(
+        m["pnl_total"], abs=1e-9)
 
 
 def test_no_book_is_a_clear_error():
     _, fills, quotes, orders = frames()
     with pytest.raises(ValueError, match="no top-of-book"):
-        compute(pd.DataFrame([], columns=TOB_COLUMNS), fills, quotes, orders, Limits(1, 1, 1), 0, S)
+        compute(pd.DataFrame([], columns=TOB_COLUMNS), fills, quotes, orders, Limits(1, 1, 1), 0, S, costs=NO_COSTS)
+
+
+def test_action_costs_lower_pnl_when_each_action_is_sent():
+    """Each place / cancel costs the venue's action_cost when sent: 3 actions by t=3 s, a 4th after."""
+    tob, fills, quotes, orders = frames()
+    base = compute(tob, fills, quotes, orders, Limits(5.0, 14.0, 1000.0), 0, 20 * S, costs=NO_COSTS)
+    costs = Costs("USDC", 0.01, (0, S // 2, 2 * S, 12 * S))
+    a = compute(tob, fills, quotes, orders, Limits(5.0, 14.0, 1000.0), 0, 20 * S, costs=costs)
+    assert a.metrics["costs_paid"] == pytest.approx(0.04) and a.metrics["actions_sent"] == 4
+    assert a.metrics["pnl_total"] == pytest.approx(base.metrics["pnl_total"] - 0.04)
+    eq = a.equity.set_index("ts")
+    assert eq.loc[3 * S, "costs_paid"] == pytest.approx(0.03) and eq.loc[20 * S, "costs_paid"] == pytest.approx(0.04)
+    # the spread capture and inventory PnL are the market's; only equity pays
+    assert a.metrics["pnl_spread_capture"] == base.metrics["pnl_spread_capture"]
+
+
+def test_commission_in_the_base_currency_is_valued_at_the_fill_price():
+    tob, fills, quotes, orders = frames()
+    fills["commission"] = [0.5, 0.02]
+    fills["commission_currency"] = ["ETH", "USDT"]  # the instrument is ETH/USDT: one in base, one in quote
+    m = compute(tob, fills, quotes, orders, Limits(5.0, 14.0, 1000.0), 0, 20 * S, costs=Costs("USDT")).metrics
+    assert m["fees_paid"] == pytest.approx(0.5 * 1.00 + 0.02)

@@ -990,7 +990,7 @@ def test_the_node_tells_the_data_client_whether_to_leave_out_its_own_orders(mode
     from app.live.config import LiveConfig, NodeSection, SeiSection
     from app.live.node import _client_configs
 
-    config = LiveConfig(node=NodeSection(mode=mode),
+    config = LiveConfig(node=NodeSection(mode=mode), strategy={"instrument_id": "SEI/USDC.SEI"},
                         sei=SeiSection(contract="sei1contract", exclude_own_orders=exclude))
     data, _, _ = _client_configs(config)
     assert data.exclude_own_orders is exclude

@@ -177,4 +177,26 @@ def test_accounting_matches_the_venue_account(tmp_path, maker_fee):
     assert final["inventory"] == pytest.approx(result.account_base_change, abs=1e-9)
     assert result.strategy.cash == pytest.approx(result.account_cash_change, abs=1e-9)
     assert result.strategy.inventory == pytest.approx(result.account_base_change, abs=1e-9)
-    assert m["pnl_spread_capture"] + m["pnl_inventory"] - m["fees_paid"] == pytest.approx(m["pnl_total"], abs=1e-9)
+    # The venue (the tape's sei-clob profile) charges gas per place and cancel: the strategy's kill
+    # switch and the analytics count the same actions.
+    assert m["costs_paid"] == pytest.approx(0.0005 * m["actions_sent"]) and m["actions_sent"] >= 2
+    assert result.strategy.costs == pytest.approx(m["costs_paid"])
+    assert result.strategy.pnl(final["mid"]) == pytest.approx(m["pnl_total"], abs=1e-9)
+    assert m["pnl_spread_capture"] + m["pnl_inventory"] - m["fees_paid"] - m["costs_paid"] == pytest.approx(
+        m["pnl_total"], abs=1e-9)
+
+
+def test_action_costs_alone_trip_the_kill_switch(tmp_path):
+    """On a venue that charges per action, a market that keeps moving makes every requote cost
+    money: with no fill at all, the costs reach max_loss and the strategy halts."""
+    blocks = []
+    for k in range(10):  # the market moves every second: a cancel and a place per side each time
+        bid = 4000 + (k % 2) * 4
+        blocks += steady(f"{bid / 1e4:.4f}", f"{(bid + 10) / 1e4:.4f}", k * 1000, (k + 1) * 1000)
+    result = run_tape(tmp_path, blocks, {"max_loss": 0.05}, venue={"action_cost": 0.01})
+    m = result.metrics
+    assert m["fill_count"] == 0 and m["halted"] is True and "max_loss" in m["halt_reason"]
+    # 2 places, then a cancel and a place per side at the first move (-0.06 at the next check),
+    # then the halt's 2 cancels; without the cost the same tape sends 40 actions and never halts
+    assert m["actions_sent"] == 8 and m["costs_paid"] == pytest.approx(0.08)
+    assert m["pnl_total"] == pytest.approx(-m["costs_paid"])

@@ -104,8 +104,8 @@ def test_each_point_is_a_normal_run_dir_matching_its_results_row(demo_runs):
         assert all((run / name).is_file() for name in RUN_FILES), run
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["pnl_total"] == row["pnl_total"] and metrics["fill_count"] == row["fill_count"]
-        markout = metrics["markout_bps"]["2s"]  # null when no fill has 2 s of data after it
-        assert pd.isna(row["markout_bps.2s"]) if markout is None else row["markout_bps.2s"] == markout
+        markout = metrics["markout_bps"]["5s"]  # null when no fill has 5 s of data after it
+        assert pd.isna(row["markout_bps.5s"]) if markout is None else row["markout_bps.5s"] == markout
         config = load_config(run / "config.toml")  # the written config is complete and reruns as is
         assert config.strategy["half_spread_bps"] == row["strategy.half_spread_bps"]
         assert config.strategy["linear_skew_bps"] == row["strategy.linear_skew_bps"]

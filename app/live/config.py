@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from backtests.config import SignalSection, VenueSection, convert, read_toml
+from backtests.config import SignalSection, VenueSection, convert, read_toml, resolve_strategy, resolve_venue
 from data.instrument import SEI_USDC_ID
+from data.venues import SEI_CLOB
 from strategies.config import ConfigError, MarketMakerConfig, parse_strategy_config
 
 
@@ -62,8 +63,17 @@ class LiveConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     signal: SignalSection = SignalSection()
     strategy: dict[str, Any] = {}
 
+    def venue_profile(self) -> str:
+        """The venue this node trades: FlashMM's CosmWasm CLOB on Sei (the localnet venue)."""
+        return SEI_CLOB.name
+
     def strategy_config(self) -> MarketMakerConfig:
-        return parse_strategy_config(self.strategy)
+        """The strategy, with what defaults to the venue (the requote cadence) from its profile."""
+        return parse_strategy_config(resolve_strategy(self.strategy, self.venue_profile()))
+
+    def paper_venue(self) -> VenueSection:
+        """Paper mode's simulated venue: `[paper]` with the venue profile's values where unset."""
+        return resolve_venue(self.paper, self.venue_profile(), self.strategy_config())
 
     def to_dict(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)

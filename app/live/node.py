@@ -45,6 +45,7 @@ from app.live.status import STATUS_FILE, StatusWriter, StatusWriterConfig, write
 from backtests.recorder import RecorderConfig, RunRecorder
 from backtests.runner import orders_frame, session_analytics, write_session_files
 from data.catalog import iso_utc
+from data.venues import venue_profile
 from strategies.control import register_halt_endpoint
 from strategies.market_maker import MarketMaker
 
@@ -118,7 +119,7 @@ def _client_configs(config: LiveConfig):
     )
     if config.node.mode == "paper":
         return data, PaperExecClientConfig(
-            venue=VENUE, instrument_id=sei.instrument_id, simulation=config.paper, seed=config.node.seed
+            venue=VENUE, instrument_id=sei.instrument_id, simulation=config.paper_venue(), seed=config.node.seed
         ), PaperExecClientFactory
     execution = SeiExecClientConfig(
         venue=VENUE, rpc_url=sei.rpc_url, contract=sei.contract, chain_id=sei.chain_id or None,
@@ -129,6 +130,13 @@ def _client_configs(config: LiveConfig):
         stop_timeout_secs=sei.stop_timeout_secs,
     )
     return data, execution, SeiLiveExecClientFactory
+
+
+def _action_cost(config: LiveConfig) -> float:
+    """What each order action costs: the paper venue's as configured, else the venue profile's."""
+    if config.node.mode == "paper":
+        return config.paper_venue().action_cost
+    return venue_profile(config.venue_profile()).action_cost
 
 
 def cache_config(redis_url: str) -> CacheConfig:
@@ -193,6 +201,7 @@ def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_d
         ))
         node.trader.add_actor(signal_actor)
     strategy = MarketMaker(strat_cfg)
+    strategy.set_action_cost(_action_cost(config))
     node.trader.add_strategy(strategy)
     recorder = RunRecorder(RecorderConfig(instrument_id=strat_cfg.instrument_id, strategy_id=strategy.id))
     node.trader.add_actor(recorder)
@@ -312,7 +321,9 @@ def _write_session(session: Session) -> None:
     strat_cfg = session.config.strategy_config()
     orders = orders_frame(session.node.kernel.cache, session.strategy.id)
     end_ns = time.time_ns()
-    analytics, quotes = session_analytics(session.recorder, orders, strat_cfg, session.started_ns, end_ns, NS)
+    instrument = session.node.kernel.cache.instrument(strat_cfg.instrument_id)
+    analytics, quotes = session_analytics(session.recorder, orders, strat_cfg, session.started_ns, end_ns, NS,
+                                          instrument.quote_currency.code, _action_cost(session.config))
     metrics = dict(analytics.metrics)
     status = node_status(session)
     metrics.update({

@@ -153,10 +153,10 @@ def health(status: dict) -> tuple[bool, dict]:
 
 # (name, type, help, path into node_status()). Counters end in _total; units are base units.
 _SIMPLE = (
-    ("flashmm_pnl", "gauge", "Strategy PnL in quote currency (USDC), inventory marked at mid.", ("pnl",)),
-    ("flashmm_inventory", "gauge", "Net base quantity (SEI) bought since start.", ("inventory",)),
-    ("flashmm_cash", "gauge", "Quote received minus paid since start, after fees (USDC).", ("cash",)),
-    ("flashmm_mid_price", "gauge", "Mid price of the book (USDC per SEI).", ("mid",)),
+    ("flashmm_pnl", "gauge", "Strategy PnL in quote currency, inventory at mid, net of fees and costs.", ("pnl",)),
+    ("flashmm_inventory", "gauge", "Net base-currency quantity bought since start.", ("inventory",)),
+    ("flashmm_cash", "gauge", "Quote currency received minus paid since start, after fees.", ("cash",)),
+    ("flashmm_mid_price", "gauge", "Mid price of the book (quote currency per unit of base).", ("mid",)),
     ("flashmm_fills_total", "counter", "Fills received this session.", ("fills",)),
     ("flashmm_rejects_total", "counter", "Orders the venue rejected.", ("execution", "rejects")),
     ("flashmm_cancel_rejects_total", "counter", "Cancels the venue rejected.", ("execution", "cancel_rejects")),
@@ -209,7 +209,7 @@ def metrics_text(status: dict) -> str:
         family("flashmm_live_quotes", "gauge", "Our orders on the book or on their way.", [({}, len(quotes))])
         family("flashmm_live_quotes_per_side", "gauge", "Our live orders per side.",
                [({"side": s}, len(qs)) for s, qs in sides.items()])
-        family("flashmm_live_quote_qty", "gauge", "Unfilled quantity (SEI) of our live orders per side.",
+        family("flashmm_live_quote_qty", "gauge", "Unfilled quantity (base currency) of our live orders per side.",
                [({"side": s}, sum(_number(q.get("leaves")) or 0.0 for q in qs)) for s, qs in sides.items()])
 
     execution = status.get("execution") or {}

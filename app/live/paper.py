@@ -14,7 +14,7 @@ from collections import Counter
 
 from nautilus_trader.backtest.engine import SimulatedExchange
 from nautilus_trader.backtest.execution_client import BacktestExecClient
-from nautilus_trader.backtest.models import FillModel, MakerTakerFeeModel
+from nautilus_trader.backtest.models import MakerTakerFeeModel
 from nautilus_trader.cache.cache import Cache
 from nautilus_trader.common.component import LiveClock, MessageBus, TestClock
 from nautilus_trader.common.providers import InstrumentProvider
@@ -35,8 +35,8 @@ from nautilus_trader.model.identifiers import ClientId, InstrumentId, Venue
 from nautilus_trader.model.objects import Money
 
 from backtests.config import VenueSection
-from backtests.fills.module import QueueFillModel, QueueFillModule
-from backtests.fills.queue_models import make_queue_model
+from backtests.fills.module import QueueFillModule
+from backtests.fills.registry import fill_simulation
 from backtests.runner import latency_model
 
 
@@ -79,21 +79,17 @@ class PaperExecutionClient(LiveExecutionClient):
                 raise RuntimeError(f"paper: instrument {self.instrument_id} never arrived from the data client")
             await asyncio.sleep(0.05)
         sim = self._cfg.simulation
-        if sim.fill_model == "queue":
-            self.queue_module = QueueFillModule(instrument, make_queue_model(sim.queue_model, sim.queue_power))
-            modules, fill_model = [self.queue_module], QueueFillModel(self.queue_module.live,
-                                                                      random_seed=self._cfg.seed)
-        else:
-            modules, fill_model = [], FillModel(prob_fill_on_limit=1.0, prob_slippage=0.0, random_seed=self._cfg.seed)
+        fills = fill_simulation(sim, instrument, self._cfg.seed)
+        self.queue_module = fills.queue_module
         self.sim_clock.set_time(self._clock.timestamp_ns())
         self.exchange = SimulatedExchange(
             venue=self.venue, oms_type=OmsType.NETTING, account_type=AccountType.CASH,
             starting_balances=[Money(sim.starting_quote, instrument.quote_currency),
                                Money(sim.starting_base, instrument.base_currency)],
-            base_currency=None, default_leverage=1, leverages={}, modules=modules,
+            base_currency=None, default_leverage=1, leverages={}, modules=fills.modules,
             portfolio=self.portfolio,
             msgbus=self._msgbus, cache=self._cache, clock=self.sim_clock,
-            fill_model=fill_model, fee_model=MakerTakerFeeModel(), latency_model=latency_model(sim),
+            fill_model=fills.fill_model, fee_model=MakerTakerFeeModel(), latency_model=latency_model(sim),
             book_type=BookType.L2_MBP, frozen_account=False, bar_execution=False, trade_execution=False,
             reject_stop_orders=True, support_gtd_orders=True, support_contingent_orders=True,
             use_position_ids=True, use_random_ids=False, use_reduce_only=True, use_message_queue=False,

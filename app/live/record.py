@@ -142,7 +142,7 @@ def record(config: LiveConfig, out: str | Path, duration_secs: float | None = No
         staged[0].commit({
             "source": "flashmm record", "rpc_url": sei.rpc_url, "contract": sei.contract,
             "recorded_from_ns": started, "recorded_to_ns": time.time_ns(), "synthetic": False,
-            "last_height": venue.last_height,
+            "last_height": venue.last_height, "venue_profile": config.venue_profile(),
         })
     finally:
         for part in staged:

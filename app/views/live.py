@@ -16,7 +16,7 @@ REFRESH_SECONDS = 2
 STALE_AFTER_SECONDS = 30
 HEADLINE = [("mode", "mode"), ("connected", "connected"), ("halted", "halted"), ("trading_state", "trading state"),
             ("stale", "stale data"), ("last_block_height", "block height"), ("last_block_age_s", "block age (s)"),
-            ("uptime_s", "uptime (s)"), ("mid", "mid"), ("pnl", "PnL (USDC)"), ("inventory", "inventory (SEI)"),
+            ("uptime_s", "uptime (s)"), ("mid", "mid"), ("pnl", "PnL (quote)"), ("inventory", "inventory (base)"),
             ("fills", "fills"), ("rejects", "rejects")]
 HISTORY = 600  # samples kept for the chart: 20 minutes at one every 2 s
 

@@ -40,10 +40,11 @@ def shown(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+base_ccy, quote_ccy = runs.units(metrics)
 cols = st.columns(6)
 for col, (name, key, spec) in zip(cols, [
-    ("total PnL (USDC)", "pnl_total", ",.4f"), ("Sharpe (ann.)", "sharpe", ",.2f"),
-    ("max drawdown (USDC)", "max_drawdown", ",.4f"), ("fills", "fill_count", ","),
+    (f"total PnL ({quote_ccy})", "pnl_total", ",.4f"), ("Sharpe (ann.)", "sharpe", ",.2f"),
+    (f"max drawdown ({quote_ccy})", "max_drawdown", ",.4f"), ("fills", "fill_count", ","),
     ("fill ratio", "fill_ratio", ".2%"), ("quote uptime", "quote_uptime", ".1%"),
 ], strict=True):
     col.metric(name, shown(metrics.get(key), spec))
@@ -83,9 +84,11 @@ def in_window(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 series = in_window(equity)
-sampled = analysis.minmax_downsample(series, "ts", ["equity", "pnl_spread_capture", "pnl_inventory", "inventory"])
-st.plotly_chart(charts.pnl_figure(sampled))
-st.plotly_chart(charts.inventory_figure(sampled))
+sampled = analysis.minmax_downsample(
+    series, "ts", ["equity", "pnl_spread_capture", "pnl_inventory", "inventory"]
+    + [c for c in ("fees_paid", "costs_paid") if c in series])
+st.plotly_chart(charts.pnl_figure(sampled, quote_ccy))
+st.plotly_chart(charts.inventory_figure(sampled, base_ccy))
 
 st.subheader("Price, quotes and fills")
 try:
@@ -93,7 +96,7 @@ try:
     mid = analysis.minmax_downsample(series, "ts", ["mid"])
     quote_points = analysis.minmax_downsample(quotes, "ts", ["bid", "ask"])
     fill_points = analysis.thin(fills)
-    st.plotly_chart(charts.price_figure(mid, quote_points, fill_points))
+    st.plotly_chart(charts.price_figure(mid, quote_points, fill_points, quote_ccy))
     st.caption(f"drawn: {len(mid):,} of {len(series):,} mid samples and {len(quote_points):,} of {len(quotes):,} "
                f"quote changes (min and max per time bucket), {len(fill_points):,} of {len(fills):,} fills")
 except runs.RunDirError as exc:

@@ -66,6 +66,6 @@ if len(pair) == 2:
                                       index=changed))
         equities = {n: analysis.minmax_downsample(ui.frame(Path(p), "equity"), "ts", ["equity"])
                     for n, p in zip(names, pair, strict=True)}
-        st.plotly_chart(charts.compare_figure(equities))
+        st.plotly_chart(charts.compare_figure(equities, runs.units(ui.metrics(Path(pair[0])))[1]))
     except runs.RunDirError as exc:
         st.error(str(exc))

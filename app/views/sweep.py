@@ -53,8 +53,10 @@ with left:
 with right:
     st.subheader("PnL vs max drawdown")
     ok = results[results["status"] == "ok"].reset_index(drop=True)
-    event = st.plotly_chart(charts.pareto_figure(ok, labels[results["status"] == "ok"].reset_index(drop=True)),
-                            on_select="rerun", selection_mode="points", key="pareto")
+    quote_ccy = runs.units(ui.metrics(Path(ok["run_path"].iloc[0])))[1] if len(ok) else "quote"
+    event = st.plotly_chart(
+        charts.pareto_figure(ok, labels[results["status"] == "ok"].reset_index(drop=True), quote_ccy),
+        on_select="rerun", selection_mode="points", key="pareto")
     st.caption("Click a point to open its run.")
     picked = [p.get("customdata") for p in (event.selection.points if event else []) if p.get("customdata")]
     if picked:
