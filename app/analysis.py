@@ -146,6 +146,41 @@ def pareto_front(frame: pd.DataFrame, gain: str = "pnl_total", risk: str = "max_
     return pd.Series(front, index=frame.index)
 
 
+def ratio_label(ratio) -> str:
+    """The run page's Sharpe card title: annualised only when metrics.json annualised it."""
+    if isinstance(ratio, dict) and ratio.get("annualised") is not None:
+        return f"Sharpe, annualised ({ratio['ci_level']:.0%} CI)"
+    if isinstance(ratio, dict) and ratio.get("per_period") is not None:
+        return f"Sharpe per {ratio['horizon']} ({ratio['ci_level']:.0%} CI)"
+    return "Sharpe"
+
+
+def ratio_card(ratio) -> str:
+    """The Sharpe card's value: the estimate ± half its (symmetric) interval, or why there is none.
+    Short enough for a card; the caption under the cards has the interval's ends and n."""
+    if not isinstance(ratio, dict):
+        return "n/a" if ratio is None else f"{ratio:,.2f} (older run)"
+    if ratio.get("annualised") is not None:
+        return f"{ratio['annualised']:+,.1f} ± {ratio['annualised_ci_high'] - ratio['annualised']:,.1f}"
+    if ratio.get("per_period") is not None:
+        return f"{ratio['per_period']:+.3f} ± {ratio['ci_high'] - ratio['per_period']:.3f}"
+    return "n/a (too short)" if ratio.get("status") == "too_short" else "n/a (undefined)"
+
+
+def rate_card(rate, per_unit: float = 1.0) -> str:
+    """The PnL-rate card's value, scaled from per hour by `per_unit`: mean ± half its 90% interval."""
+    if not isinstance(rate, dict) or rate.get("mean") is None:
+        return "n/a"
+    if rate.get("se") is None:
+        return f"{_short(rate['mean'] * per_unit, '+')} (no CI)"
+    return f"{_short(rate['mean'] * per_unit, '+')} ± {_short((rate['ci_high'] - rate['mean']) * per_unit)}"
+
+
+def _short(value: float, sign: str = "") -> str:
+    """Three significant digits, without an exponent for the sizes money comes in."""
+    return format(value, f"{sign},.0f") if abs(value) >= 100 else format(value, f"{sign}.3g")
+
+
 def _number(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 

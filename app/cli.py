@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from backtests.config import load_config
-    from backtests.report import side_by_side, summary
+    from backtests.report import quote_currency, side_by_side, summary
     from backtests.runner import run_backtest
 
     overrides = {"run.catalog": str(Path(args.catalog).resolve())} if args.catalog else {}
@@ -22,8 +22,9 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     if args.signal in ("on", "off"):
         overrides["strategy.use_signal"] = args.signal == "on"
     if args.signal != "both":
-        result = run_backtest(load_config(args.config, overrides), out=args.out, progress=not args.quiet)
-        print(summary(result.metrics, result.run_dir))
+        config = load_config(args.config, overrides)
+        result = run_backtest(config, out=args.out, progress=not args.quiet)
+        print(summary(result.metrics, result.run_dir, quote_currency(config.strategy.get("instrument_id"))))
         return 0
     runs = {}
     for label, flag in (("signal off", False), ("signal on", True)):

@@ -24,8 +24,10 @@ FRAME_COLUMNS = {
     "quotes": ["ts", "bid", "ask"],
     "signal": ["ts", "expected_move_bps", "confidence", "fallback"],
 }
-SUMMARY_METRICS = ["pnl_total", "sharpe", "max_drawdown", "fill_count", "fill_ratio", "quote_uptime",
-                   "markout_bps.2s", "inventory_std", "turnover"]
+# pnl_rate.mean is per hour; the sharpe fields are per 1-minute change (metrics.json says both).
+SUMMARY_METRICS = ["pnl_total", "pnl_rate.mean", "max_drawdown", "pnl_per_drawdown", "sharpe.per_period",
+                   "sharpe.ci_low", "sharpe.n", "fill_count", "fill_ratio", "quote_uptime", "markout_bps.2s",
+                   "inventory_std", "turnover"]
 MAX_DEPTH = 4  # runs/<sweep>/<point> is depth 2; deeper trees are not what `--runs` is for
 
 
@@ -77,6 +79,17 @@ def runs_table(entries: list[RunEntry], root: Path) -> pd.DataFrame:
         })
     columns = ["run", "start", "end", "fill_model", "signal", *SUMMARY_METRICS, "halted", "path"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def run_currency(run_dir: Path) -> str:
+    """The currency a run's money is counted in, from its config's strategy.instrument_id; "quote"
+    when the config cannot say."""
+    from backtests.report import quote_currency
+
+    try:
+        return quote_currency(load_config_text(run_dir)[1].get("strategy", {}).get("instrument_id"))
+    except RunDirError:
+        return "quote"
 
 
 def load_metrics(run_dir: Path) -> dict:

@@ -63,7 +63,9 @@ def test_runs_page_lists_every_run_with_its_metrics_and_compares_two(demo_runs):
     assert len(table) == 2 + 8
     for _, row in table.iterrows():
         run = demo_runs.root / row["run"]
-        assert row["pnl_total"] == json.loads((run / "metrics.json").read_text())["pnl_total"]
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert row["pnl_total"] == metrics["pnl_total"]
+        assert row["pnl_rate.mean"] == metrics["pnl_rate"]["mean"] and row["sharpe.n"] == metrics["sharpe"]["n"]
         assert unquote(row["open"]) == f"run?run={run}"  # the link to its detail page
     assert list(table["pnl_total"]) == sorted(table["pnl_total"], reverse=True)
     assert set(table.loc[table["signal"], "run"]) == {demo_runs.signal.name}
@@ -80,6 +82,7 @@ def test_runs_page_lists_every_run_with_its_metrics_and_compares_two(demo_runs):
     side = at.dataframe[1].value
     assert list(side.columns) == ["differs", f"demo/{a}", f"demo/{b}"]
     assert side.loc["fill_count", f"demo/{a}"] == str(results.set_index("run_dir").loc[a, "fill_count"])
+    assert side.loc["sharpe.status", f"demo/{a}"] == "too_short"
     changed = at.dataframe[2].value
     assert "strategy.half_spread_bps" in changed.index and "strategy.levels" not in changed.index
     assert "Total PnL" in figures(at)
@@ -114,6 +117,30 @@ def test_run_detail_draws_the_run_from_its_files(demo_runs):
     assert "No signal ran in this run" in texts(at.info)
     assert 'half_spread_bps = 2.5' in at.code[0].value
     assert [m.value for m in at.metric][:1] == [format(metrics["pnl_total"], ",.4f")]
+
+
+def test_run_detail_says_a_short_run_has_no_sharpe(demo_runs):
+    at = app(demo_runs.root, run=demo_runs.plain, page="views/run_detail.py")
+    cards = {m.label: m.value for m in at.metric}
+    assert cards["Sharpe"] == "n/a (too short)"  # a 10-minute run: 10 one-minute changes
+    rate = json.loads((demo_runs.plain / "metrics.json").read_text())["pnl_rate"]
+    assert cards["PnL per hour (USDC)"] == f"{rate['mean']:+.3g} (no CI)"
+    assert "Sharpe: n/a (too short: 10 1min changes, needs 30)" in texts(at.caption)
+
+
+def test_risk_cards_show_the_interval_or_why_there_is_none():
+    base = {"horizon": "1min", "ci_level": 0.9, "n": 179, "status": "not_annualised", "per_period": 0.123,
+            "ci_low": -0.006, "ci_high": 0.253, "annualised": None}
+    assert analysis.ratio_label(base) == "Sharpe per 1min (90% CI)"
+    assert analysis.ratio_card(base) == "+0.123 ± 0.130"
+    day = {**base, "status": "ok", "annualised": 3.21, "annualised_ci_low": 1.0, "annualised_ci_high": 5.42}
+    assert analysis.ratio_label(day) == "Sharpe, annualised (90% CI)" and analysis.ratio_card(day) == "+3.2 ± 2.2"
+    assert analysis.ratio_card({**base, "status": "too_short", "per_period": None}) == "n/a (too short)"
+    assert analysis.ratio_card({**base, "status": "undefined", "per_period": None}) == "n/a (undefined)"
+    rate = {"mean": 1.3448, "se": 0.8159, "ci_low": 0.0028, "ci_high": 2.6868, "n": 179}
+    assert analysis.rate_card(rate) == "+1.34 ± 1.34" and analysis.rate_card(rate, 24.0) == "+32.3 ± 32.2"
+    assert analysis.rate_card({**rate, "mean": 1234.5, "ci_high": 1500.0}) == "+1,234 ± 266"
+    assert analysis.rate_card({**rate, "se": None}) == "+1.34 (no CI)" and analysis.rate_card(None) == "n/a"
 
 
 def test_run_detail_zooms_into_a_time_window(demo_runs):

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app import analysis, charts, runs, ui
+from backtests import report
 
 st.title("Run detail")
 root = ui.runs_root()
@@ -40,13 +41,23 @@ def shown(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-cols = st.columns(6)
-for col, (name, key, spec) in zip(cols, [
-    ("total PnL (USDC)", "pnl_total", ",.4f"), ("Sharpe (ann.)", "sharpe", ",.2f"),
-    ("max drawdown (USDC)", "max_drawdown", ",.4f"), ("fills", "fill_count", ","),
-    ("fill ratio", "fill_ratio", ".2%"), ("quote uptime", "quote_uptime", ".1%"),
-], strict=True):
-    col.metric(name, shown(metrics.get(key), spec))
+money = runs.run_currency(run_dir)
+rate, sharpe = metrics.get("pnl_rate"), metrics.get("sharpe")
+unit, per_unit = report.rate_unit(rate) if isinstance(rate, dict) else ("hour", 1.0)
+cards = [
+    (f"total PnL ({money})", shown(metrics.get("pnl_total"), ",.4f"), None),
+    (f"PnL per {unit} ({money})", analysis.rate_card(rate, per_unit), report.rate_text(rate)),
+    (f"max drawdown ({money})", shown(metrics.get("max_drawdown"), ",.4f"), None),
+    ("PnL / max drawdown", shown(metrics.get("pnl_per_drawdown"), ",.2f"), None),
+    (analysis.ratio_label(sharpe), analysis.ratio_card(sharpe), report.ratio_text(sharpe, "sharpe")),
+    ("fills", shown(metrics.get("fill_count"), ","), None),
+    ("fill ratio", shown(metrics.get("fill_ratio"), ".2%"), None),
+    ("quote uptime", shown(metrics.get("quote_uptime"), ".1%"), None),
+]
+for col, (name, value, detail) in zip(st.columns(4) + st.columns(4), cards, strict=True):
+    col.metric(name, value, help=detail)
+st.caption(f"Sharpe: {report.ratio_text(sharpe, 'sharpe')}. Sortino: "
+           f"{report.ratio_text(metrics.get('sortino'), 'sortino')}. PnL rate: {report.rate_text(rate)}.")
 window = metrics.get("window") or {}
 st.caption(f"{window.get('start')} .. {window.get('end')} | fill model {metrics.get('fill_model')} | "
            f"{'SYNTHETIC data' if metrics.get('synthetic_data') else 'recorded data'} | "
