@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from backtests.metrics import MARKOUT_HORIZONS
+from backtests.metrics import CI_LEVEL, CI_Z, MARKOUT_HORIZONS, MIN_RISK_SAMPLES
+from backtests.report import rate_unit
 
 # A plotly line with more points than a screen has pixels only slows the browser; 24 h of 1 s
 # equity is 86,400 points, and a day of quote changes several times that.
@@ -179,6 +180,40 @@ def rate_card(rate, per_unit: float = 1.0) -> str:
 def _short(value: float, sign: str = "") -> str:
     """Three significant digits, without an exponent for the sizes money comes in."""
     return format(value, f"{sign},.0f") if abs(value) >= 100 else format(value, f"{sign}.3g")
+
+
+def compare_rates(rates: dict[str, dict | None], money: str) -> tuple[str, pd.DataFrame]:
+    """Whether two runs' PnL per hour differ by more than their noise, in words, and the rates.
+
+    Welch's difference of two means: (m_a - m_b) with standard error sqrt(se_a^2 + se_b^2), called
+    larger than its noise when outside the two-sided CI_LEVEL band. It treats the runs as
+    independent; two runs on the same window share the market's moves, so for them this errs
+    toward "within its noise".
+    """
+    (name_a, a), (name_b, b) = rates.items()
+    missing = [n for n, r in rates.items() if not isinstance(r, dict) or r.get("mean") is None]
+    if missing:
+        return (f"No PnL rate for {', '.join(missing)} (a run with no complete minute, or from before rates were "
+                "recorded), so the rates cannot be compared."), pd.DataFrame()
+    units = {rate_unit(r) for r in (a, b)}
+    unit, k = units.pop() if len(units) == 1 else ("hour", 1.0)  # per day only when both ran a day or more
+    table = pd.DataFrame([{"run": n, f"PnL per {unit} ({money})": r["mean"] * k,
+                           f"± ({CI_LEVEL:.0%} CI)": (r["ci_high"] - r["mean"]) * k if r["se"] is not None else None,
+                           "1-minute changes": r["n"]} for n, r in rates.items()])
+    short = [f"{n} has {r['n']}" for n, r in rates.items() if r.get("se") is None]
+    if short:
+        return (f"Too short to tell whether the PnL rates differ: {' and '.join(short)} 1-minute changes; the noise "
+                f"of a rate is estimated from {MIN_RISK_SAMPLES} on."), table
+    diff, se = a["mean"] - b["mean"], float(np.hypot(a["se"], b["se"]))
+    if se == 0:
+        return (f"Neither run's PnL changed from minute to minute; the rates differ by {diff * k:+,.4f} {money} "
+                f"per {unit}."), table
+    z = diff / se
+    what = (f"{name_a} minus {name_b}: {diff * k:+,.4f} {money} per {unit}, ± {CI_Z * se * k:,.4f} at "
+            f"{CI_LEVEL:.0%} (z = {z:+.2f})")
+    if abs(z) > CI_Z:
+        return f"{what}. The difference is larger than its noise: {name_a if diff > 0 else name_b} earns more.", table
+    return f"{what}. The difference is within its noise: these runs cannot be told apart on PnL rate.", table
 
 
 def _number(value, spec: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,7 +84,10 @@ def test_runs_page_lists_every_run_with_its_metrics_and_compares_two(demo_runs):
     assert list(side.columns) == ["differs", f"demo/{a}", f"demo/{b}"]
     assert side.loc["fill_count", f"demo/{a}"] == str(results.set_index("run_dir").loc[a, "fill_count"])
     assert side.loc["sharpe.status", f"demo/{a}"] == "too_short"
-    changed = at.dataframe[2].value
+    n = results.set_index("run_dir").loc[a, "pnl_rate.n"]
+    assert f"Too short to tell whether the PnL rates differ: demo/{a} has {n} and demo/{b} has {n} 1-minute " \
+           f"changes" in texts(at.markdown)
+    changed = at.dataframe[3].value
     assert "strategy.half_spread_bps" in changed.index and "strategy.levels" not in changed.index
     assert "Total PnL" in figures(at)
 
@@ -126,6 +130,42 @@ def test_run_detail_says_a_short_run_has_no_sharpe(demo_runs):
     rate = json.loads((demo_runs.plain / "metrics.json").read_text())["pnl_rate"]
     assert cards["PnL per hour (USDC)"] == f"{rate['mean']:+.3g} (no CI)"
     assert "Sharpe: n/a (too short: 10 1min changes, needs 30)" in texts(at.caption)
+
+
+def test_compare_says_whether_pnl_rates_differ_beyond_their_noise(demo_runs, tmp_path):
+    """Two copies of a run given known PnL rates (per hour): 2.0 +- 0.5 and 0.5 +- 0.4 (standard
+    errors) differ by 1.5 with a standard error of sqrt(0.41); z = 2.34 is beyond 1.645."""
+    for name, mean, se in (("fast", 2.0, 0.5), ("slow", 0.5, 0.4)):
+        shutil.copytree(demo_runs.plain, tmp_path / name)
+        path = tmp_path / name / "metrics.json"
+        metrics = json.loads(path.read_text())
+        metrics["pnl_rate"].update(mean=mean, se=se, ci_low=mean - 1.6449 * se, ci_high=mean + 1.6449 * se, n=120)
+        path.write_text(json.dumps(metrics))
+    at = app(tmp_path)
+    at.multiselect[0].set_value([str(tmp_path / "fast"), str(tmp_path / "slow")]).run()
+    se = math.sqrt(0.5**2 + 0.4**2)
+    assert (f"fast minus slow: +1.5000 USDC per hour, ± {1.6449 * se:,.4f} at 90% (z = {1.5 / se:+.2f}). The "
+            f"difference is larger than its noise: fast earns more.") in texts(at.markdown)
+    rates = at.dataframe[2].value
+    assert list(rates["PnL per hour (USDC)"]) == [2.0, 0.5] and list(rates["1-minute changes"]) == [120, 120]
+
+
+def test_compare_rates_by_hand():
+    def rate(mean, se, n=120):
+        return {"mean": mean, "se": se, "ci_low": mean - 1.6449 * se, "ci_high": mean + 1.6449 * se, "n": n}
+
+    verdict, table = analysis.compare_rates({"a": rate(1.0, 0.3), "b": rate(0.5, 0.4)}, "USDT")
+    assert verdict == ("a minus b: +0.5000 USDT per hour, ± 0.8224 at 90% (z = +1.00). The difference is within its "
+                       "noise: these runs cannot be told apart on PnL rate.")
+    verdict, _ = analysis.compare_rates({"a": rate(-1.0, 0.3), "b": rate(0.5, 0.4)}, "USDT")
+    assert verdict.endswith("(z = -3.00). The difference is larger than its noise: b earns more.")
+    verdict, table = analysis.compare_rates({"a": rate(24.0, 3.0, n=2880), "b": rate(12.0, 3.0, n=1440)}, "USDT")
+    assert verdict.startswith("a minus b: +288.0000 USDT per day, ±") and "PnL per day (USDT)" in table
+    short = {"mean": 0.5, "se": None, "ci_low": None, "ci_high": None, "n": 12}
+    verdict, _ = analysis.compare_rates({"a": rate(1.0, 0.3), "b": short}, "USDT")
+    assert verdict.startswith("Too short to tell whether the PnL rates differ: b has 12 1-minute changes")
+    verdict, table = analysis.compare_rates({"a": rate(1.0, 0.3), "b": None}, "USDT")
+    assert verdict.startswith("No PnL rate for b") and table.empty
 
 
 def test_risk_cards_show_the_interval_or_why_there_is_none():

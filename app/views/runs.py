@@ -55,12 +55,19 @@ pair = st.multiselect("Pick two runs", shown["path"], max_selections=2,
                       format_func=lambda p: ui.label(Path(p), root))
 if len(pair) == 2:
     names = [ui.label(Path(p), root) for p in pair]
-    flat = [runs.flatten(ui.metrics(Path(p))) for p in pair]
+    raw = [ui.metrics(Path(p)) for p in pair]
+    flat = [runs.flatten(m) for m in raw]
     keys = [k for k in flat[0] if not isinstance(flat[0][k], list) and k in flat[1]]
     side = pd.DataFrame({name: [m[k] for k in keys] for name, m in zip(names, flat, strict=True)}, index=keys)
     side = side.astype(str)
     side.insert(0, "differs", [a != b for a, b in zip(side.iloc[:, 0], side.iloc[:, 1], strict=True)])
     st.dataframe(side, height=500)
+    st.markdown("**PnL rate: larger than its noise?**")
+    verdict, rates = analysis.compare_rates({n: m.get("pnl_rate") for n, m in zip(names, raw, strict=True)},
+                                            runs.run_currency(Path(pair[0])))
+    st.markdown(verdict)
+    if not rates.empty:
+        st.dataframe(rates, hide_index=True)
     try:
         configs = [runs.flatten(runs.load_config_text(Path(p))[1]) for p in pair]
         changed = sorted(k for k in set(configs[0]) | set(configs[1]) if configs[0].get(k) != configs[1].get(k))
