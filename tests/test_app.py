@@ -63,11 +63,11 @@ def test_runs_page_lists_every_run_with_its_metrics_and_compares_two(demo_runs):
     table = at.dataframe[0].value
     assert len(table) == 2 + 8
     for _, row in table.iterrows():
-        run = demo_runs.root / row["run"]
+        run = demo_runs.root / row["run"]  # the name shown is the path relative to --runs
         metrics = json.loads((run / "metrics.json").read_text())
         assert row["pnl_total"] == metrics["pnl_total"]
         assert row["pnl_rate.mean"] == metrics["pnl_rate"]["mean"] and row["sharpe.n"] == metrics["sharpe"]["n"]
-        assert unquote(row["open"]) == f"run?run={run}"  # the link to its detail page
+        assert unquote(row["open"]) == f"run?run={row['run']}"  # the link to its detail page, by that name
     assert list(table["pnl_total"]) == sorted(table["pnl_total"], reverse=True)
     assert set(table.loc[table["signal"], "run"]) == {demo_runs.signal.name}
 
@@ -97,7 +97,7 @@ def test_runs_page_opens_the_picked_run(demo_runs):
     at.selectbox[1].set_value(str(demo_runs.plain)).run()
     at.button[0].click().run()
     assert at.title[0].value == "Run detail"
-    assert at.query_params["run"] == str(demo_runs.plain)
+    assert at.query_params["run"] == demo_runs.plain.name  # its name under --runs, a link a person can share
 
 
 def test_run_detail_draws_the_run_from_its_files(demo_runs):
@@ -124,12 +124,39 @@ def test_run_detail_draws_the_run_from_its_files(demo_runs):
 
 
 def test_run_detail_says_a_short_run_has_no_sharpe(demo_runs):
-    at = app(demo_runs.root, run=demo_runs.plain, page="views/run_detail.py")
+    at = app(demo_runs.root, run=demo_runs.plain.name, page="views/run_detail.py")
     cards = {m.label: m.value for m in at.metric}
     assert cards["Sharpe"] == "n/a (too short)"  # a 10-minute run: 10 one-minute changes
     rate = json.loads((demo_runs.plain / "metrics.json").read_text())["pnl_rate"]
     assert cards["PnL per hour (USDC)"] == f"{rate['mean']:+.3g} (no CI)"
     assert "Sharpe: n/a (too short: 10 1min changes, needs 30)" in texts(at.caption)
+
+
+def test_a_run_page_opens_by_name_relative_path_or_absolute_path(demo_runs):
+    point = sorted(demo_runs.sweep.glob("pt-*"))[0]
+    for asked in (f"demo/{point.name}", point.name, str(point)):  # as the table shows it, its dir name, absolute
+        at = app(demo_runs.root, run=asked, page="views/run_detail.py")
+        assert at.selectbox[0].value == str(point), asked
+        assert at.query_params["run"] == f"demo/{point.name}"  # the URL settles on the table's name
+        assert "sweep point: strategy.half_spread_bps" in texts(at.caption) and not at.error
+    at = app(demo_runs.root, run=demo_runs.signal.name, page="views/run_detail.py")
+    assert at.selectbox[0].value == str(demo_runs.signal) and "Signal vs realised" in " ".join(figures(at))
+
+
+def test_a_missing_run_says_where_it_looked(demo_runs, tmp_path):
+    at = app(demo_runs.root, run="no-such-run", page="views/run_detail.py")
+    assert texts(at.error) == (
+        f"No run 'no-such-run'. Looked for the directory {demo_runs.root / 'no-such-run'} (it does not exist), and "
+        f"for a run dir named 'no-such-run' among the 10 runs found under the runs directory {demo_runs.root} "
+        f"(none has that name). Open a run by the name the Runs table shows (its path relative to "
+        f"{demo_runs.root}), or by an absolute path.")
+    assert not at.get("plotly_chart")
+    for side in ("a", "b"):  # two runs whose dirs share a name: the bare name is ambiguous, the path is not
+        shutil.copytree(demo_runs.plain, tmp_path / side / "same")
+    at = app(tmp_path, run="same", page="views/run_detail.py")
+    assert texts(at.error) == f"'same' could be any of 2 runs under {tmp_path}: a/same, b/same. Open one by its " \
+                              f"name in the Runs table."
+    assert app(tmp_path, run="b/same", page="views/run_detail.py").selectbox[0].value == str(tmp_path / "b/same")
 
 
 def test_compare_says_whether_pnl_rates_differ_beyond_their_noise(demo_runs, tmp_path):
@@ -209,6 +236,8 @@ def test_sweep_page_heatmap_pareto_and_click_through(demo_runs):
     at = app(demo_runs.root, page="views/sweep.py")
     results = pd.read_parquet(demo_runs.sweep / "results.parquet")
     assert len(at.dataframe[0].value) == len(results) == 8
+    links = [unquote(link) for link in at.dataframe[0].value["open"]]
+    assert links == [f"run?run={demo_runs.sweep.name}/{d}" for d in results["run_dir"]]
     heat = figures(at)["pnl_total over strategy.half_spread_bps x strategy.linear_skew_bps"][None]
     pivot = results.pivot_table(index="strategy.linear_skew_bps", columns="strategy.half_spread_bps",
                                 values="pnl_total", aggfunc="mean")
@@ -229,7 +258,7 @@ def test_sweep_page_heatmap_pareto_and_click_through(demo_runs):
     point_box.set_value(3).run()
     next(b for b in at.button if b.label == "Open run detail").click().run()
     assert at.title[0].value == "Run detail"
-    assert at.query_params["run"] == str(demo_runs.sweep / results["run_dir"][3])
+    assert at.query_params["run"] == f"{demo_runs.sweep.name}/{results['run_dir'][3]}"
     assert "sweep point: strategy.half_spread_bps" in texts(at.caption)
 
 

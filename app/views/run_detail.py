@@ -13,21 +13,26 @@ from backtests import report
 
 st.title("Run detail")
 root = ui.runs_root()
-options = [str(e.path) for e in ui.find_runs(root)]
+known = [e.path for e in ui.find_runs(root)]
+options = [str(p) for p in known]
 requested = st.query_params.get("run")
 if requested and requested != st.session_state.get("run_from_url"):
-    # A link or the Runs/Sweep page asked for this run; later picks in the selectbox win.
+    # A link, a bookmark or the Runs/Sweep page asked for this run; later picks in the selectbox win.
+    try:
+        st.session_state["run_select"] = str(runs.resolve_run(root, requested, known))
+    except runs.RunNotFound as exc:
+        st.error(str(exc))
+        st.stop()
     st.session_state["run_from_url"] = requested
-    st.session_state["run_select"] = requested
-if requested and requested not in options:
-    options.insert(0, requested)
+if st.session_state.get("run_select") and st.session_state["run_select"] not in options:
+    options.insert(0, st.session_state["run_select"])  # a run outside the runs dir, opened by its path
 if not options:
     st.info(f"No run directories found under {root}. Run `flashmm backtest --config backtests/configs/sample.toml`.")
     st.stop()
 if st.session_state.get("run_select") not in options:
     st.session_state["run_select"] = options[0]
 choice = st.selectbox("Run", options, key="run_select", format_func=lambda p: ui.label(Path(p), root))
-st.query_params["run"] = st.session_state["run_from_url"] = choice
+st.query_params["run"] = st.session_state["run_from_url"] = ui.label(Path(choice), root)
 run_dir = Path(choice)
 
 try:

@@ -37,14 +37,15 @@ st.caption(f"{len(shown)} of {len(table)} runs under {root}")
 if shown.empty:
     st.info(f"No run name contains {text!r}.")
     st.stop()
-st.dataframe(ui.with_links(shown.drop(columns="path"), shown["path"]), hide_index=True,
+st.dataframe(ui.with_links(shown.drop(columns="path"), shown["run"]), hide_index=True,
              column_config={**ui.LINK_COLUMN, "fill_ratio": st.column_config.NumberColumn(format="percent"),
                             "quote_uptime": st.column_config.NumberColumn(format="percent"),
                             "pnl_rate.mean": st.column_config.NumberColumn("pnl per hour"),
                             "sharpe.per_period": st.column_config.NumberColumn("sharpe per 1min"),
                             "sharpe.ci_low": st.column_config.NumberColumn("sharpe 90% CI low"),
                             "sharpe.n": st.column_config.NumberColumn("sharpe n")})
-st.caption("Sharpe is per 1-minute change, n/a below 30 of them; see a run's page for its interval.")
+st.caption("Open a run by its name: `run?run=<run>` on this app's address. Sharpe is per 1-minute change, "
+           "n/a below 30 of them; see a run's page for its interval.")
 
 picked = st.selectbox("Open a run", shown["path"], format_func=lambda p: ui.label(Path(p), root))
 if st.button("Open run detail"):

@@ -31,8 +31,8 @@ st.caption(f"{manifest.get('mode')} sweep `{manifest.get('name')}`: {len(results
            f"{', '.join(params)}; {failed} failed; ranked by {manifest.get('metric')} in the CLI")
 
 metrics = [m for m in METRIC_COLUMNS if m in results]
-st.dataframe(ui.with_links(results.drop(columns="run_path"), results["run_path"]), hide_index=True,
-             column_config=ui.LINK_COLUMN)
+st.dataframe(ui.with_links(results.drop(columns="run_path"), [ui.label(Path(p), root) for p in results["run_path"]]),
+             hide_index=True, column_config=ui.LINK_COLUMN)
 
 left, right = st.columns(2)
 with left:
