@@ -248,6 +248,11 @@ def test_sweep_page_heatmap_pareto_and_click_through(demo_runs):
     assert np.allclose(np.array(heat["z"], dtype=float), results.pivot_table(
         index="strategy.linear_skew_bps", columns="strategy.half_spread_bps", values="max_drawdown").to_numpy())
 
+    metric_box.set_value("sharpe.ci_low").run()  # 5-minute points: no Sharpe, and the page says why
+    assert "sharpe.ci_low is n/a for every point of this sweep: its runs have at most 5 one-minute changes, and " \
+           "a risk ratio needs 30." in texts(at.info)
+    assert not any(title.startswith("sharpe") for title in figures(at))
+
     pareto = figures(at)["PnL vs max drawdown"]
     front = pareto["Pareto front"]
     expected = results[pareto_front(results)]

@@ -3,9 +3,11 @@ the walk-forward table, and a way into any point's run."""
 
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from app import analysis, charts, runs, ui
+from backtests.metrics import MIN_RISK_SAMPLES
 from backtests.sweep import LOWER_IS_BETTER, METRIC_COLUMNS
 
 st.title("Sweep")
@@ -42,6 +44,11 @@ with left:
     if len(axes) < 2:
         st.info("The heatmap needs two swept parameters (or one and walk-forward windows); this sweep varies "
                 f"only {', '.join(axes) or 'nothing'}.")
+    elif results[metric].isna().all():
+        longest = results["sharpe.n"].max() if "sharpe.n" in results else None
+        st.info(f"{metric} is n/a for every point of this sweep" + (
+            f": its runs have at most {longest:.0f} one-minute changes, and a risk ratio needs {MIN_RISK_SAMPLES}"
+            if metric.split(".")[0] in ("sharpe", "sortino", "pnl_rate") and pd.notna(longest) else "") + ".")
     else:
         x = st.selectbox("x", axes, index=0)
         y = st.selectbox("y", [a for a in axes if a != x], index=0)
