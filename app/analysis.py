@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from backtests.metrics import MARKOUT_HORIZONS
+from backtests.metrics import CI_LEVEL, CI_Z, MARKOUT_HORIZONS, MIN_RISK_SAMPLES
+from backtests.report import rate_unit
 
 # A plotly line with more points than a screen has pixels only slows the browser; 24 h of 1 s
 # equity is 86,400 points, and a day of quote changes several times that.
@@ -144,6 +145,75 @@ def pareto_front(frame: pd.DataFrame, gain: str = "pnl_total", risk: str = "max_
         dominated = ok.to_numpy() & (g >= g[i]) & (r <= r[i]) & ((g > g[i]) | (r < r[i]))
         front.append(not dominated.any())
     return pd.Series(front, index=frame.index)
+
+
+def ratio_label(ratio) -> str:
+    """The run page's Sharpe card title: annualised only when metrics.json annualised it."""
+    if isinstance(ratio, dict) and ratio.get("annualised") is not None:
+        return f"Sharpe, annualised ({ratio['ci_level']:.0%} CI)"
+    if isinstance(ratio, dict) and ratio.get("per_period") is not None:
+        return f"Sharpe per {ratio['horizon']} ({ratio['ci_level']:.0%} CI)"
+    return "Sharpe"
+
+
+def ratio_card(ratio) -> str:
+    """The Sharpe card's value: the estimate ± half its (symmetric) interval, or why there is none.
+    Short enough for a card; the caption under the cards has the interval's ends and n."""
+    if not isinstance(ratio, dict):
+        return "n/a" if ratio is None else f"{ratio:,.2f} (older run)"
+    if ratio.get("annualised") is not None:
+        return f"{ratio['annualised']:+,.1f} ± {ratio['annualised_ci_high'] - ratio['annualised']:,.1f}"
+    if ratio.get("per_period") is not None:
+        return f"{ratio['per_period']:+.3f} ± {ratio['ci_high'] - ratio['per_period']:.3f}"
+    return "n/a (too short)" if ratio.get("status") == "too_short" else "n/a (undefined)"
+
+
+def rate_card(rate, per_unit: float = 1.0) -> str:
+    """The PnL-rate card's value, scaled from per hour by `per_unit`: mean ± half its 90% interval."""
+    if not isinstance(rate, dict) or rate.get("mean") is None:
+        return "n/a"
+    if rate.get("se") is None:
+        return f"{_short(rate['mean'] * per_unit, '+')} (no CI)"
+    return f"{_short(rate['mean'] * per_unit, '+')} ± {_short((rate['ci_high'] - rate['mean']) * per_unit)}"
+
+
+def _short(value: float, sign: str = "") -> str:
+    """Three significant digits, without an exponent for the sizes money comes in."""
+    return format(value, f"{sign},.0f") if abs(value) >= 100 else format(value, f"{sign}.3g")
+
+
+def compare_rates(rates: dict[str, dict | None], money: str) -> tuple[str, pd.DataFrame]:
+    """Whether two runs' PnL per hour differ by more than their noise, in words, and the rates.
+
+    Welch's difference of two means: (m_a - m_b) with standard error sqrt(se_a^2 + se_b^2), called
+    larger than its noise when outside the two-sided CI_LEVEL band. It treats the runs as
+    independent; two runs on the same window share the market's moves, so for them this errs
+    toward "within its noise".
+    """
+    (name_a, a), (name_b, b) = rates.items()
+    missing = [n for n, r in rates.items() if not isinstance(r, dict) or r.get("mean") is None]
+    if missing:
+        return (f"No PnL rate for {', '.join(missing)} (a run with no complete minute, or from before rates were "
+                "recorded), so the rates cannot be compared."), pd.DataFrame()
+    units = {rate_unit(r) for r in (a, b)}
+    unit, k = units.pop() if len(units) == 1 else ("hour", 1.0)  # per day only when both ran a day or more
+    table = pd.DataFrame([{"run": n, f"PnL per {unit} ({money})": r["mean"] * k,
+                           f"± ({CI_LEVEL:.0%} CI)": (r["ci_high"] - r["mean"]) * k if r["se"] is not None else None,
+                           "1-minute changes": r["n"]} for n, r in rates.items()])
+    short = [f"{n} has {r['n']}" for n, r in rates.items() if r.get("se") is None]
+    if short:
+        return (f"Too short to tell whether the PnL rates differ: {' and '.join(short)} 1-minute changes; the noise "
+                f"of a rate is estimated from {MIN_RISK_SAMPLES} on."), table
+    diff, se = a["mean"] - b["mean"], float(np.hypot(a["se"], b["se"]))
+    if se == 0:
+        return (f"Neither run's PnL changed from minute to minute; the rates differ by {diff * k:+,.4f} {money} "
+                f"per {unit}."), table
+    z = diff / se
+    what = (f"{name_a} minus {name_b}: {diff * k:+,.4f} {money} per {unit}, ± {CI_Z * se * k:,.4f} at "
+            f"{CI_LEVEL:.0%} (z = {z:+.2f})")
+    if abs(z) > CI_Z:
+        return f"{what}. The difference is larger than its noise: {name_a if diff > 0 else name_b} earns more.", table
+    return f"{what}. The difference is within its noise: these runs cannot be told apart on PnL rate.", table
 
 
 def _number(value, spec: str) -> str:

@@ -24,7 +24,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     if args.signal in ("on", "off"):
         overrides["strategy.use_signal"] = args.signal == "on"
     if args.signal != "both":
-        result = run_backtest(load_config(args.config, overrides), out=args.out, progress=not args.quiet)
+        config = load_config(args.config, overrides)
+        result = run_backtest(config, out=args.out, progress=not args.quiet)
         print(summary(result.metrics, result.run_dir))
         return 0
     runs = {}

@@ -24,13 +24,19 @@ FRAME_COLUMNS = {
     "quotes": ["ts", "bid", "ask"],
     "signal": ["ts", "expected_move_bps", "confidence", "fallback"],
 }
-SUMMARY_METRICS = ["pnl_total", "sharpe", "max_drawdown", "fill_count", "fill_ratio", "quote_uptime",
-                   "markout_bps.5s", "inventory_std", "turnover"]
+# pnl_rate.mean is per hour; the sharpe fields are per 1-minute change (metrics.json says both).
+SUMMARY_METRICS = ["pnl_total", "pnl_rate.mean", "max_drawdown", "pnl_per_drawdown", "sharpe.per_period",
+                   "sharpe.ci_low", "sharpe.n", "fill_count", "fill_ratio", "quote_uptime", "markout_bps.5s",
+                   "inventory_std", "turnover"]
 MAX_DEPTH = 4  # runs/<sweep>/<point> is depth 2; deeper trees are not what `--runs` is for
 
 
 class RunDirError(ValueError):
     """A run dir, sweep dir or status file is missing something or holds something unreadable."""
+
+
+class RunNotFound(RunDirError):
+    """A link names no run: the message lists every place that was looked at."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ def runs_table(entries: list[RunEntry], root: Path) -> pd.DataFrame:
         m = flatten(entry.metrics)
         window = entry.metrics.get("window") or {}
         rows.append({
-            "run": str(entry.path.relative_to(root)) if entry.path != root else entry.path.name,
+            "run": run_name(entry.path, root),
             "start": window.get("start"), "end": window.get("end"),
             "fill_model": m.get("fill_model"), "signal": bool(entry.metrics.get("signal")),
             **{key: m.get(key) for key in SUMMARY_METRICS},
@@ -77,6 +83,39 @@ def runs_table(entries: list[RunEntry], root: Path) -> pd.DataFrame:
         })
     columns = ["run", "start", "end", "fill_model", "signal", *SUMMARY_METRICS, "halted", "path"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def run_name(path: Path, root: Path) -> str:
+    """What the Runs table shows and links carry: the path relative to the runs dir (the dir's own
+    name when it is the runs dir itself), or the absolute path of a run outside it."""
+    if path == root:
+        return path.name
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def resolve_run(root: Path, name: str, known: list[Path]) -> Path:
+    """The run dir a link or bookmark names: an absolute path, a path relative to the runs dir (the
+    name the Runs table shows), or a run dir's own name when exactly one of the `known` runs has it.
+
+    Raises RunNotFound listing where it looked, so a stale or mistyped link says what to fix.
+    """
+    wanted = Path(name).expanduser()
+    direct = wanted if wanted.is_absolute() else root / wanted
+    if direct.is_dir():
+        return direct
+    same = [p for p in known if p.name == wanted.name]
+    if len(same) == 1:
+        return same[0]
+    if same:
+        raise RunNotFound(f"{name!r} could be any of {len(same)} runs under {root}: "
+                          f"{', '.join(run_name(p, root) for p in same)}. Open one by its name in the Runs table.")
+    raise RunNotFound(
+        f"No run {name!r}. Looked for the directory {direct} (it does not exist), and for a run dir named "
+        f"{wanted.name!r} among the {len(known)} runs found under the runs directory {root} (none has that name). "
+        f"Open a run by the name the Runs table shows (its path relative to {root}), or by an absolute path.")
 
 
 def load_metrics(run_dir: Path) -> dict:

@@ -54,21 +54,19 @@ def sweep(sweep_dir: Path) -> tuple[pd.DataFrame, dict, pd.DataFrame | None]:
 
 
 def label(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root)) if path != root else path.name
-    except ValueError:
-        return str(path)
+    return runs.run_name(Path(path), root)
 
 
 def open_run(path: Path | str) -> None:
-    """Switch to the run detail page showing `path` (the URL carries it, so it can be shared)."""
-    st.switch_page(RUN_DETAIL_PAGE, query_params={"run": str(path)})
+    """Switch to the run detail page showing `path`. The URL carries the run's name (its path
+    relative to the runs dir), so it can be shared, bookmarked or typed."""
+    st.switch_page(RUN_DETAIL_PAGE, query_params={"run": label(Path(path), runs_root())})
 
 
-def with_links(frame: pd.DataFrame, paths) -> pd.DataFrame:
-    """`frame` with a first column `open` linking each row to its run's detail page."""
+def with_links(frame: pd.DataFrame, names) -> pd.DataFrame:
+    """`frame` with a first column `open` linking each row to its run's detail page by run name."""
     linked = frame.copy()
-    linked.insert(0, "open", [f"run?run={quote(str(p))}" for p in paths])
+    linked.insert(0, "open", [f"run?run={quote(str(n))}" for n in names])
     return linked
 
 

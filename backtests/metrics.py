@@ -25,9 +25,17 @@ Definitions (all money in the instrument's quote currency; inventory in its base
 - ``inventory_mean/std/max_abs``: time-weighted over the run window.
 - ``time_at_limit_pct``: % of time the inventory leaves less than one ``order_size`` of room
   before max_position or max_notional on its side (the strategy cannot post a full first level).
-- ``sharpe``/``sortino``: of 1-minute equity changes, annualised with sqrt(525,600) (24/7);
-  sortino uses the root mean square of negative changes. Null when undefined.
+- ``sharpe``/``sortino``: objects, from the equity changes over each complete minute of the run
+  (``n`` of them). ``per_period`` is the ratio per minute (sortino divides by the root mean square
+  of negative changes), with a 90% confidence interval from its delta-method standard error (for
+  sharpe, Mertens (2002): sqrt((1 + SR^2 (kurt - 1) / 4 - SR * skew) / n), which is Lo's (2002)
+  sqrt((1 + SR^2 / 2) / n) for normal changes). Null, with status "too_short", below
+  MIN_RISK_SAMPLES changes; annualised by sqrt(525,600) (24/7) only from ANNUALISE_MIN_SAMPLES
+  (one day) on. docs/metrics.md says why these thresholds.
+- ``pnl_rate``: PnL per hour, the mean 1-minute change times 60, with its standard error and 90%
+  interval (from MIN_RISK_SAMPLES changes on), so two runs' rates can be compared.
 - ``max_drawdown``: largest fall of equity from a running peak (quote currency, positive).
+- ``pnl_per_drawdown``: pnl_total / max_drawdown (null without a drawdown); needs no annualising.
 - ``spread_improvement_pct``: time-weighted mean over the run of 100 * (S_mkt - S_comb) / S_mkt,
   where S_mkt = market ask - market bid and S_comb = min(market ask, our best ask) -
   max(market bid, our best bid); a side we are not quoting counts as the market's. 0 when we
@@ -38,6 +46,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -45,6 +54,16 @@ import pandas as pd
 MARKOUT_HORIZONS = {"1s": 1.0, "5s": 5.0, "30s": 30.0, "60s": 60.0}
 NS = 1_000_000_000
 MINUTES_PER_YEAR = 525_600
+# Risk ratios and the PnL rate are computed on the equity change over each complete minute.
+RISK_HORIZON, RISK_HORIZON_NS, HORIZONS_PER_HOUR = "1min", 60 * NS, 60
+# Fewer changes than this and a ratio's normal-approximation interval is not to be trusted (its
+# coverage is checked at exactly this n in the tests): the ratio is reported as too short.
+MIN_RISK_SAMPLES = 30
+# Annualise only a run covering a whole day: a 24/7 market has a daily cycle of activity, and a
+# shorter run would extrapolate part of that cycle to a year.
+ANNUALISE_MIN_SAMPLES = 1_440
+CI_LEVEL = 0.90
+CI_Z = NormalDist().inv_cdf(0.5 + CI_LEVEL / 2)
 
 TOB_COLUMNS = ["ts", "bid", "ask", "bid_size", "ask_size"]
 FILL_COLUMNS = ["ts", "client_order_id", "venue_order_id", "trade_id", "side", "price", "qty",
@@ -123,11 +142,13 @@ def compute(
     metrics["markout_bps"] = _markouts(fills, tob_ts, mid, end_ns)
     inv_stats = _inventory_stats(timeline, limits, start_ns, end_ns)
     metrics.update(inv_stats)
-    equity_1m = _sample(timeline, start_ns, end_ns, 60 * NS)["equity"].to_numpy(float)
-    metrics["sharpe"], metrics["sortino"] = _sharpe_sortino(np.diff(equity_1m))
+    changes = horizon_changes(timeline, start_ns, end_ns)
+    metrics["sharpe"], metrics["sortino"] = sharpe_ratio(changes), sortino_ratio(changes)
+    metrics["pnl_rate"] = pnl_rate(changes)
     eq = timeline["equity"].to_numpy(float)
     metrics["max_drawdown"] = (float(np.max(np.maximum.accumulate(np.concatenate([[0.0], eq]))[1:] - eq))
                                if len(eq) else 0.0)
+    metrics["pnl_per_drawdown"] = pnl_per_drawdown(metrics["pnl_total"], metrics["max_drawdown"])
     metrics["turnover"] = float((fills["price"] * fills["qty"]).sum())
     metrics["spread_improvement_pct"] = _spread_improvement(tob, quotes, start_ns, end_ns)
 
@@ -256,15 +277,99 @@ def _inventory_stats(timeline: pd.DataFrame, limits: Limits, start_ns: int, end_
     }
 
 
-def _sharpe_sortino(changes: np.ndarray) -> tuple[float | None, float | None]:
-    if len(changes) < 2:
-        return None, None
-    mean, std = changes.mean(), changes.std(ddof=1)
-    downside = math.sqrt(np.mean(np.minimum(changes, 0.0) ** 2))
-    ann = math.sqrt(MINUTES_PER_YEAR)
-    sharpe = float(mean / std * ann) if std > 0 else None
-    sortino = float(mean / downside * ann) if downside > 0 else None
-    return sharpe, sortino
+def horizon_changes(timeline: pd.DataFrame, start_ns: int, end_ns: int, step_ns: int = RISK_HORIZON_NS) -> np.ndarray:
+    """Equity change over each complete `step_ns` from the start of the run.
+
+    A trailing partial step is left out: it would be a shorter return counted as a full one.
+    """
+    steps = max((end_ns - start_ns) // step_ns, 0)
+    if steps == 0:
+        return np.zeros(0)
+    equity = _sample(timeline, start_ns, start_ns + steps * step_ns, step_ns)["equity"].to_numpy(float)
+    return np.diff(equity)
+
+
+def sharpe_ratio(changes: np.ndarray) -> dict:
+    """Mean over standard deviation of the per-horizon PnL changes, with its uncertainty.
+
+    The standard error is the delta method's on the sample's own moments (Mertens 2002), so fat
+    tails and skew in a market maker's PnL widen the interval; for normal changes it is Lo's
+    (2002) sqrt((1 + SR^2 / 2) / n). Changes are taken as serially independent.
+    """
+    x = np.asarray(changes, float)
+    if len(x) < MIN_RISK_SAMPLES:
+        return _ratio(len(x), None, None, "too_short")
+    sd = x.std(ddof=1)
+    if not sd > 0:
+        return _ratio(len(x), None, None, "undefined")
+    sr = x.mean() / sd
+    dev = x - x.mean()
+    m2 = np.mean(dev**2)
+    skew, kurt = np.mean(dev**3) / m2**1.5, np.mean(dev**4) / m2**2
+    variance = (1 + sr**2 * (kurt - 1) / 4 - sr * skew) / len(x)  # >= 0, as kurt >= 1 + skew^2
+    return _ratio(len(x), sr, math.sqrt(max(variance, 0.0)), "ok")
+
+
+def sortino_ratio(changes: np.ndarray) -> dict:
+    """Mean change over the root mean square of the negative changes (target 0), with uncertainty.
+
+    The standard error is the delta method's for mu / sqrt(D), D = mean(min(x, 0)^2), from the
+    sample covariance of (x, min(x, 0)^2); "undefined" when no horizon lost money.
+    """
+    x = np.asarray(changes, float)
+    if len(x) < MIN_RISK_SAMPLES:
+        return _ratio(len(x), None, None, "too_short")
+    d = np.minimum(x, 0.0) ** 2
+    mu, down = x.mean(), d.mean()
+    if not down > 0:
+        return _ratio(len(x), None, None, "undefined")
+    cov = np.cov(np.vstack([x, d]), ddof=0)
+    variance = (cov[0, 0] / down - mu * cov[0, 1] / down**2 + mu**2 * cov[1, 1] / (4 * down**3)) / len(x)
+    return _ratio(len(x), mu / math.sqrt(down), math.sqrt(max(variance, 0.0)), "ok")
+
+
+def _ratio(n: int, per_period: float | None, se: float | None, status: str) -> dict:
+    """A risk ratio as metrics.json holds it: the per-horizon value, its interval, and the
+    annualised value only when the run is long enough (status "not_annualised" otherwise)."""
+    out = {"horizon": RISK_HORIZON, "n": int(n), "per_period": None, "se": None, "ci_level": CI_LEVEL,
+           "ci_low": None, "ci_high": None, "periods_per_year": MINUTES_PER_YEAR, "annualised": None,
+           "annualised_ci_low": None, "annualised_ci_high": None, "status": status}
+    if per_period is None:
+        return out
+    low, high = per_period - CI_Z * se, per_period + CI_Z * se
+    out.update(per_period=float(per_period), se=float(se), ci_low=float(low), ci_high=float(high))
+    if n < ANNUALISE_MIN_SAMPLES:
+        out["status"] = "not_annualised"
+        return out
+    factor = math.sqrt(MINUTES_PER_YEAR)
+    out.update(annualised=float(per_period * factor), annualised_ci_low=float(low * factor),
+               annualised_ci_high=float(high * factor))
+    return out
+
+
+def pnl_rate(changes: np.ndarray) -> dict:
+    """PnL per hour as the mean per-horizon change scaled to an hour, with its standard error
+    (sd * 60 / sqrt(n), changes taken as independent) and interval from MIN_RISK_SAMPLES on.
+
+    Unlike pnl_total, this compares runs of different lengths, and its interval says whether
+    two runs differ by more than their noise.
+    """
+    x = np.asarray(changes, float)
+    out = {"per": "hour", "horizon": RISK_HORIZON, "n": int(len(x)), "mean": None, "change_std": None, "se": None,
+           "ci_level": CI_LEVEL, "ci_low": None, "ci_high": None}
+    if len(x):
+        out["mean"] = float(x.mean() * HORIZONS_PER_HOUR)
+    if len(x) >= MIN_RISK_SAMPLES:
+        sd = float(x.std(ddof=1))
+        se = sd * HORIZONS_PER_HOUR / math.sqrt(len(x))
+        out.update(change_std=sd, se=se, ci_low=out["mean"] - CI_Z * se, ci_high=out["mean"] + CI_Z * se)
+    return out
+
+
+def pnl_per_drawdown(pnl_total: float, max_drawdown: float) -> float | None:
+    """PnL earned per unit of the worst fall from a peak: a risk-adjusted figure that claims
+    nothing about a year, so it ranks runs of any length. Null without a drawdown."""
+    return float(pnl_total / max_drawdown) if max_drawdown > 0 else None
 
 
 def _spread_improvement(tob: pd.DataFrame, quotes: pd.DataFrame, start_ns: int, end_ns: int) -> float:

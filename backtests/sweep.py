@@ -34,13 +34,21 @@ from backtests.sweep_config import Point, SweepSpec, config_hash
 # Metrics where smaller is better; every other metric is ranked largest first.
 LOWER_IS_BETTER = {"max_drawdown", "fees_paid", "inventory_std", "inventory_max_abs", "time_at_limit_pct",
                    "cancel_to_fill", "wall_seconds"}
-# The metrics.json keys copied into results.parquet (nested dicts become `parent.child` columns).
-RESULT_METRICS = ["pnl_total", "pnl_spread_capture", "pnl_inventory", "fees_paid", "sharpe", "sortino",
-                  "max_drawdown", "fill_count", "maker_volume", "fills_at_touch", "fill_ratio", "cancel_to_fill",
-                  "quote_uptime", "markout_bps", "inventory_mean", "inventory_std", "inventory_max_abs",
-                  "time_at_limit_pct", "turnover", "spread_improvement_pct", "orders_submitted", "halted",
-                  "events_processed", "wall_seconds"]
-METRIC_COLUMNS = [m for m in RESULT_METRICS if m != "markout_bps"] + [f"markout_bps.{h}" for h in MARKOUT_HORIZONS]
+# The metrics.json keys copied into results.parquet; the objects among them become one `parent.child`
+# column per field below (always all of them, so every sweep's table has the same columns).
+RESULT_METRICS = ["pnl_total", "pnl_spread_capture", "pnl_inventory", "fees_paid", "pnl_rate", "sharpe", "sortino",
+                  "max_drawdown", "pnl_per_drawdown", "fill_count", "maker_volume", "fills_at_touch", "fill_ratio",
+                  "cancel_to_fill", "quote_uptime", "markout_bps", "inventory_mean", "inventory_std",
+                  "inventory_max_abs", "time_at_limit_pct", "turnover", "spread_improvement_pct", "orders_submitted",
+                  "halted", "events_processed", "wall_seconds"]
+_RATIO_FIELDS = ["per_period", "ci_low", "ci_high", "n", "annualised", "status"]
+RESULT_FIELDS = {"markout_bps": list(MARKOUT_HORIZONS), "sharpe": _RATIO_FIELDS, "sortino": _RATIO_FIELDS,
+                 "pnl_rate": ["mean", "se", "ci_low", "ci_high", "n"]}
+# What a sweep can rank by: scalar metrics and the numeric fields of the objects that mean "better".
+METRIC_COLUMNS = ([m for m in RESULT_METRICS if m not in RESULT_FIELDS]
+                  + [f"markout_bps.{h}" for h in MARKOUT_HORIZONS]
+                  + [f"{r}.{f}" for r in ("sharpe", "sortino") for f in ("per_period", "ci_low", "annualised")]
+                  + ["pnl_rate.mean", "pnl_rate.ci_low"])
 # A worker process runs this many points before it is replaced. NautilusTrader keeps a little
 # state per engine for the life of a process (about 6 MB a run, measured; results do not depend on
 # it), and a fresh process costs about 1 s of imports: recycling every 16 points caps the growth
@@ -144,8 +152,9 @@ def collect(spec: SweepSpec, out: Path, hashes: dict[str, str]) -> pd.DataFrame:
         row["status"] = "ok" if metrics is not None else "failed"
         for key in RESULT_METRICS:
             value = (metrics or {}).get(key)
-            if isinstance(value, dict):
-                row.update({f"{key}.{k}": v for k, v in value.items()})
+            if key in RESULT_FIELDS:  # a run from before a metric became an object has none of its fields
+                row.update({f"{key}.{k}": value.get(k) if isinstance(value, dict) else None
+                            for k in RESULT_FIELDS[key]})
             else:
                 row[key] = value
         row["run_dir"] = point.point_id  # relative to results.parquet, so a sweep dir can be moved
@@ -154,6 +163,10 @@ def collect(spec: SweepSpec, out: Path, hashes: dict[str, str]) -> pd.DataFrame:
 
 
 def check_metric(metric: str) -> None:
+    """Refuse what cannot be ranked; an object (sharpe) is pointed to its rankable fields."""
+    if metric in RESULT_FIELDS:
+        fields = [c for c in METRIC_COLUMNS if c.startswith(f"{metric}.")]
+        raise ValueError(f"{metric!r} is an object in metrics.json; rank by one of its fields: {', '.join(fields)}")
     if metric not in METRIC_COLUMNS:
         raise ValueError(f"unknown metric {metric!r}; choose one of: {', '.join(METRIC_COLUMNS)}")
 

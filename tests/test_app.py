@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,9 +63,11 @@ def test_runs_page_lists_every_run_with_its_metrics_and_compares_two(demo_runs):
     table = at.dataframe[0].value
     assert len(table) == 2 + 8
     for _, row in table.iterrows():
-        run = demo_runs.root / row["run"]
-        assert row["pnl_total"] == json.loads((run / "metrics.json").read_text())["pnl_total"]
-        assert unquote(row["open"]) == f"run?run={run}"  # the link to its detail page
+        run = demo_runs.root / row["run"]  # the name shown is the path relative to --runs
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert row["pnl_total"] == metrics["pnl_total"]
+        assert row["pnl_rate.mean"] == metrics["pnl_rate"]["mean"] and row["sharpe.n"] == metrics["sharpe"]["n"]
+        assert unquote(row["open"]) == f"run?run={row['run']}"  # the link to its detail page, by that name
     assert list(table["pnl_total"]) == sorted(table["pnl_total"], reverse=True)
     assert set(table.loc[table["signal"], "run"]) == {demo_runs.signal.name}
 
@@ -80,7 +83,11 @@ def test_runs_page_lists_every_run_with_its_metrics_and_compares_two(demo_runs):
     side = at.dataframe[1].value
     assert list(side.columns) == ["differs", f"demo/{a}", f"demo/{b}"]
     assert side.loc["fill_count", f"demo/{a}"] == str(results.set_index("run_dir").loc[a, "fill_count"])
-    changed = at.dataframe[2].value
+    assert side.loc["sharpe.status", f"demo/{a}"] == "too_short"
+    n = results.set_index("run_dir").loc[a, "pnl_rate.n"]
+    assert f"Too short to tell whether the PnL rates differ: demo/{a} has {n} and demo/{b} has {n} 1-minute " \
+           f"changes" in texts(at.markdown)
+    changed = at.dataframe[3].value
     assert "strategy.half_spread_bps" in changed.index and "strategy.levels" not in changed.index
     assert "Total PnL" in figures(at)
 
@@ -90,7 +97,7 @@ def test_runs_page_opens_the_picked_run(demo_runs):
     at.selectbox[1].set_value(str(demo_runs.plain)).run()
     at.button[0].click().run()
     assert at.title[0].value == "Run detail"
-    assert at.query_params["run"] == str(demo_runs.plain)
+    assert at.query_params["run"] == demo_runs.plain.name  # its name under --runs, a link a person can share
 
 
 def test_run_detail_draws_the_run_from_its_files(demo_runs):
@@ -114,6 +121,93 @@ def test_run_detail_draws_the_run_from_its_files(demo_runs):
     assert "No signal ran in this run" in texts(at.info)
     assert 'half_spread_bps = 2.5' in at.code[0].value
     assert [m.value for m in at.metric][:1] == [format(metrics["pnl_total"], ",.4f")]
+
+
+def test_run_detail_says_a_short_run_has_no_sharpe(demo_runs):
+    at = app(demo_runs.root, run=demo_runs.plain.name, page="views/run_detail.py")
+    cards = {m.label: m.value for m in at.metric}
+    assert cards["Sharpe"] == "n/a (too short)"  # a 10-minute run: 10 one-minute changes
+    rate = json.loads((demo_runs.plain / "metrics.json").read_text())["pnl_rate"]
+    assert cards["PnL per hour (USDC)"] == f"{rate['mean']:+.3g} (no CI)"
+    assert "Sharpe: n/a (too short: 10 1min changes, needs 30)" in texts(at.caption)
+
+
+def test_a_run_page_opens_by_name_relative_path_or_absolute_path(demo_runs):
+    point = sorted(demo_runs.sweep.glob("pt-*"))[0]
+    for asked in (f"demo/{point.name}", point.name, str(point)):  # as the table shows it, its dir name, absolute
+        at = app(demo_runs.root, run=asked, page="views/run_detail.py")
+        assert at.selectbox[0].value == str(point), asked
+        assert at.query_params["run"] == f"demo/{point.name}"  # the URL settles on the table's name
+        assert "sweep point: strategy.half_spread_bps" in texts(at.caption) and not at.error
+    at = app(demo_runs.root, run=demo_runs.signal.name, page="views/run_detail.py")
+    assert at.selectbox[0].value == str(demo_runs.signal) and "Signal vs realised" in " ".join(figures(at))
+
+
+def test_a_missing_run_says_where_it_looked(demo_runs, tmp_path):
+    at = app(demo_runs.root, run="no-such-run", page="views/run_detail.py")
+    assert texts(at.error) == (
+        f"No run 'no-such-run'. Looked for the directory {demo_runs.root / 'no-such-run'} (it does not exist), and "
+        f"for a run dir named 'no-such-run' among the 10 runs found under the runs directory {demo_runs.root} "
+        f"(none has that name). Open a run by the name the Runs table shows (its path relative to "
+        f"{demo_runs.root}), or by an absolute path.")
+    assert not at.get("plotly_chart")
+    for side in ("a", "b"):  # two runs whose dirs share a name: the bare name is ambiguous, the path is not
+        shutil.copytree(demo_runs.plain, tmp_path / side / "same")
+    at = app(tmp_path, run="same", page="views/run_detail.py")
+    assert texts(at.error) == f"'same' could be any of 2 runs under {tmp_path}: a/same, b/same. Open one by its " \
+                              f"name in the Runs table."
+    assert app(tmp_path, run="b/same", page="views/run_detail.py").selectbox[0].value == str(tmp_path / "b/same")
+
+
+def test_compare_says_whether_pnl_rates_differ_beyond_their_noise(demo_runs, tmp_path):
+    """Two copies of a run given known PnL rates (per hour): 2.0 +- 0.5 and 0.5 +- 0.4 (standard
+    errors) differ by 1.5 with a standard error of sqrt(0.41); z = 2.34 is beyond 1.645."""
+    for name, mean, se in (("fast", 2.0, 0.5), ("slow", 0.5, 0.4)):
+        shutil.copytree(demo_runs.plain, tmp_path / name)
+        path = tmp_path / name / "metrics.json"
+        metrics = json.loads(path.read_text())
+        metrics["pnl_rate"].update(mean=mean, se=se, ci_low=mean - 1.6449 * se, ci_high=mean + 1.6449 * se, n=120)
+        path.write_text(json.dumps(metrics))
+    at = app(tmp_path)
+    at.multiselect[0].set_value([str(tmp_path / "fast"), str(tmp_path / "slow")]).run()
+    se = math.sqrt(0.5**2 + 0.4**2)
+    assert (f"fast minus slow: +1.5000 USDC per hour, ± {1.6449 * se:,.4f} at 90% (z = {1.5 / se:+.2f}). The "
+            f"difference is larger than its noise: fast earns more.") in texts(at.markdown)
+    rates = at.dataframe[2].value
+    assert list(rates["PnL per hour (USDC)"]) == [2.0, 0.5] and list(rates["1-minute changes"]) == [120, 120]
+
+
+def test_compare_rates_by_hand():
+    def rate(mean, se, n=120):
+        return {"mean": mean, "se": se, "ci_low": mean - 1.6449 * se, "ci_high": mean + 1.6449 * se, "n": n}
+
+    verdict, table = analysis.compare_rates({"a": rate(1.0, 0.3), "b": rate(0.5, 0.4)}, "USDT")
+    assert verdict == ("a minus b: +0.5000 USDT per hour, ± 0.8224 at 90% (z = +1.00). The difference is within its "
+                       "noise: these runs cannot be told apart on PnL rate.")
+    verdict, _ = analysis.compare_rates({"a": rate(-1.0, 0.3), "b": rate(0.5, 0.4)}, "USDT")
+    assert verdict.endswith("(z = -3.00). The difference is larger than its noise: b earns more.")
+    verdict, table = analysis.compare_rates({"a": rate(24.0, 3.0, n=2880), "b": rate(12.0, 3.0, n=1440)}, "USDT")
+    assert verdict.startswith("a minus b: +288.0000 USDT per day, ±") and "PnL per day (USDT)" in table
+    short = {"mean": 0.5, "se": None, "ci_low": None, "ci_high": None, "n": 12}
+    verdict, _ = analysis.compare_rates({"a": rate(1.0, 0.3), "b": short}, "USDT")
+    assert verdict.startswith("Too short to tell whether the PnL rates differ: b has 12 1-minute changes")
+    verdict, table = analysis.compare_rates({"a": rate(1.0, 0.3), "b": None}, "USDT")
+    assert verdict.startswith("No PnL rate for b") and table.empty
+
+
+def test_risk_cards_show_the_interval_or_why_there_is_none():
+    base = {"horizon": "1min", "ci_level": 0.9, "n": 179, "status": "not_annualised", "per_period": 0.123,
+            "ci_low": -0.006, "ci_high": 0.253, "annualised": None}
+    assert analysis.ratio_label(base) == "Sharpe per 1min (90% CI)"
+    assert analysis.ratio_card(base) == "+0.123 ± 0.130"
+    day = {**base, "status": "ok", "annualised": 3.21, "annualised_ci_low": 1.0, "annualised_ci_high": 5.42}
+    assert analysis.ratio_label(day) == "Sharpe, annualised (90% CI)" and analysis.ratio_card(day) == "+3.2 ± 2.2"
+    assert analysis.ratio_card({**base, "status": "too_short", "per_period": None}) == "n/a (too short)"
+    assert analysis.ratio_card({**base, "status": "undefined", "per_period": None}) == "n/a (undefined)"
+    rate = {"mean": 1.3448, "se": 0.8159, "ci_low": 0.0028, "ci_high": 2.6868, "n": 179}
+    assert analysis.rate_card(rate) == "+1.34 ± 1.34" and analysis.rate_card(rate, 24.0) == "+32.3 ± 32.2"
+    assert analysis.rate_card({**rate, "mean": 1234.5, "ci_high": 1500.0}) == "+1,234 ± 266"
+    assert analysis.rate_card({**rate, "se": None}) == "+1.34 (no CI)" and analysis.rate_card(None) == "n/a"
 
 
 def test_run_detail_zooms_into_a_time_window(demo_runs):
@@ -142,6 +236,8 @@ def test_sweep_page_heatmap_pareto_and_click_through(demo_runs):
     at = app(demo_runs.root, page="views/sweep.py")
     results = pd.read_parquet(demo_runs.sweep / "results.parquet")
     assert len(at.dataframe[0].value) == len(results) == 8
+    links = [unquote(link) for link in at.dataframe[0].value["open"]]
+    assert links == [f"run?run={demo_runs.sweep.name}/{d}" for d in results["run_dir"]]
     heat = figures(at)["pnl_total over strategy.half_spread_bps x strategy.linear_skew_bps"][None]
     pivot = results.pivot_table(index="strategy.linear_skew_bps", columns="strategy.half_spread_bps",
                                 values="pnl_total", aggfunc="mean")
@@ -151,6 +247,11 @@ def test_sweep_page_heatmap_pareto_and_click_through(demo_runs):
     heat = figures(at)["max_drawdown over strategy.half_spread_bps x strategy.linear_skew_bps"][None]
     assert np.allclose(np.array(heat["z"], dtype=float), results.pivot_table(
         index="strategy.linear_skew_bps", columns="strategy.half_spread_bps", values="max_drawdown").to_numpy())
+
+    metric_box.set_value("sharpe.ci_low").run()  # 5-minute points: no Sharpe, and the page says why
+    assert "sharpe.ci_low is n/a for every point of this sweep: its runs have at most 5 one-minute changes, and " \
+           "a risk ratio needs 30." in texts(at.info)
+    assert not any(title.startswith("sharpe") for title in figures(at))
 
     pareto = figures(at)["PnL vs max drawdown"]
     front = pareto["Pareto front"]
@@ -162,7 +263,7 @@ def test_sweep_page_heatmap_pareto_and_click_through(demo_runs):
     point_box.set_value(3).run()
     next(b for b in at.button if b.label == "Open run detail").click().run()
     assert at.title[0].value == "Run detail"
-    assert at.query_params["run"] == str(demo_runs.sweep / results["run_dir"][3])
+    assert at.query_params["run"] == f"{demo_runs.sweep.name}/{results['run_dir'][3]}"
     assert "sweep point: strategy.half_spread_bps" in texts(at.caption)
 
 

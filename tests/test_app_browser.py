@@ -1,5 +1,6 @@
-"""End to end in a real browser: `flashmm app` serves the demo runs, headless chromium loads the run
-detail page, and the plotly charts must be drawn (SVG paths with data), not merely present."""
+"""End to end in a real browser: `flashmm app` serves the demo runs, headless chromium reads the Runs
+table, opens a run's detail page by the name the table shows, and the plotly charts must be drawn
+(SVG paths with data), not merely present."""
 
 from __future__ import annotations
 
@@ -34,6 +35,15 @@ CHARTS_DRAWN = """(() => {
 })()"""
 
 
+# The Runs table's rows as text: Streamlit's data grid draws on a canvas and keeps an accessible
+# <table> of the same cells, header row first.
+RUNS_TABLE = """(() => {
+  const table = document.querySelector('[data-testid="stDataFrame"] table');
+  if (!table || table.rows.length < 3) return null;
+  return [...table.rows].map(r => [...r.cells].map(c => c.innerText.trim()));
+})()"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,9 +73,18 @@ def test_run_detail_renders_its_charts_in_headless_chromium(demo_runs, tmp_path)
                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_healthy(port, app)
-        url = f"http://127.0.0.1:{port}/run?run={quote(str(demo_runs.signal))}"
-        with open_page(url, tmp_path / "chromium-profile") as page:
+        with open_page(f"http://127.0.0.1:{port}/", tmp_path / "chromium-profile") as page:
+            header, *rows = page.wait_for(RUNS_TABLE) or [[]]
+            assert rows, "the Runs table did not render"
+            column = {name: i for i, name in enumerate(header)}
+            signal_rows = [r for r in rows if r[column["signal"]] == "true"]  # the one run with the signal on
+            assert len(signal_rows) == 1, rows
+            name, link = signal_rows[0][column["run"]], signal_rows[0][column["open"]]
+            assert link == f"run?run={quote(name)}" and "/" not in name and not name.startswith("/")
+            page.call("Page.navigate", url=f"http://127.0.0.1:{port}/run?run={quote(name)}")
             drawn = page.wait_for(CHARTS_DRAWN)
+            chosen = page.evaluate("document.querySelector('[data-testid=\"stSelectbox\"] input').value")
+            address = page.evaluate("location.pathname + location.search")
             shot = page.screenshot(SCREENSHOT)
             seen = page.evaluate("document.body.innerText.slice(0, 2000)") if not drawn else ""
     finally:
@@ -75,7 +94,9 @@ def test_run_detail_renders_its_charts_in_headless_chromium(demo_runs, tmp_path)
     print(f"\nscreenshot of the run detail page: {shot}")
     assert drawn and "exception" not in drawn, f"charts not drawn: {drawn}\npage text:\n{seen}\napp log:\n" + \
         (tmp_path / "app.log").read_text()[-3000:]
-    assert {p["title"] for p in drawn["plots"]} == EXPECTED_CHARTS
+    assert {p["title"] for p in drawn["plots"]} == EXPECTED_CHARTS  # the signal chart: the signal run's page
+    assert name == demo_runs.signal.name and chosen == name  # the run picked is the one the link named
+    assert address == f"/run?run={quote(name)}"  # and the address stays a link a person can share
     price = next(p for p in drawn["plots"] if p["title"].startswith("Price"))
     assert price["lines"] >= 3 and price["markers"] > 0  # mid, our bid and ask, and our fills
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000

@@ -20,7 +20,8 @@ SAMPLE_CONFIG = ROOT / "backtests/configs/sample.toml"
 METRIC_KEYS = {
     "pnl_total", "pnl_spread_capture", "pnl_inventory", "fees_paid", "fill_count", "maker_volume", "fill_ratio",
     "cancel_to_fill", "quote_uptime", "markout_bps", "inventory_mean", "inventory_std", "inventory_max_abs",
-    "time_at_limit_pct", "sharpe", "sortino", "max_drawdown", "turnover", "spread_improvement_pct",
+    "time_at_limit_pct", "sharpe", "sortino", "pnl_rate", "max_drawdown", "pnl_per_drawdown", "turnover",
+    "spread_improvement_pct",
     "events_processed", "wall_seconds", "fill_model",
 }
 
@@ -84,6 +85,15 @@ def test_cli_backtest_on_the_bundled_sample(tmp_path):
     assert {"mid", "inventory", "cash", "equity", "pnl_spread_capture", "pnl_inventory", "fees_paid",
             "costs_paid"} <= set(equity)
     assert equity["inventory"].abs().max() <= 4000.0
+    # three hours: a Sharpe per 1-minute change with its interval and sample count, not annualised
+    minutes = int((equity["ts"].iloc[-1] - equity["ts"].iloc[0]) // 60_000_000_000)
+    sharpe = metrics["sharpe"]
+    assert sharpe["n"] == minutes == metrics["pnl_rate"]["n"] and 30 <= minutes < 1440  # a ratio, not annualised
+    assert sharpe["status"] == "not_annualised" and sharpe["annualised"] is None
+    assert sharpe["ci_low"] < sharpe["per_period"] < sharpe["ci_high"]
+    sharpe_line = next(line for line in out.stdout.splitlines() if line.strip().startswith("sharpe "))
+    assert sharpe_line.endswith(f"n={minutes}; not annualised (fewer than 1,440 changes, a day)")
+    assert "PnL rate (USDC)" in out.stdout and "(ann.)" not in out.stdout
     # the bundled model drove the run, block by block
     signal = pd.read_parquet(run / "signal.parquet")
     assert metrics["signal"]["model_id"].startswith("mlp-") and metrics["signal"]["model_blocks"] == len(signal)
@@ -160,6 +170,7 @@ def test_signal_ablation_on_unseen_data_changes_what_is_quoted(tmp_path):
     header = out.stdout.splitlines()[0]
     assert "signal off" in header and "signal on" in header
     assert "pnl_total" in out.stdout and "markout_bps.5s" in out.stdout
+    assert "pnl_per_drawdown" in out.stdout and "sharpe.n" in out.stdout and "sharpe " not in out.stdout
     runs = sorted(tmp_path.iterdir())
     (on,) = [r for r in runs if (r / "signal.parquet").exists()]
     (off,) = [r for r in runs if r != on]

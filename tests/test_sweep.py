@@ -6,12 +6,15 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import ROOT, flashmm
 
 from app.cli import main
 from backtests.config import load_config
+from backtests.report import sweep_summary
+from backtests.sweep import SweepResult, rank
 from backtests.sweep_config import load_sweep
 from strategies.config import ConfigError
 
@@ -32,6 +35,7 @@ def test_the_sample_sweep_file_expands_to_a_walk_forward_grid():
         assert not config.strategy["use_signal"]
         assert (config.run.start, config.run.end) == spec.windows[point.window]
     assert spec.out == Path("runs") / "sweep_sample"
+    assert spec.metric == "pnl_per_drawdown"  # 20-minute windows support no Sharpe; PnL per drawdown needs no year
 
 
 def write(tmp_path: Path, body: str) -> Path:
@@ -91,6 +95,33 @@ def test_cli_refuses_unknown_metrics_and_unreachable_windows(tmp_path, capsys):
     assert not list((tmp_path / "out").glob("pt-*"))
 
 
+def test_cli_points_an_object_metric_to_its_rankable_fields(tmp_path, capsys):
+    sweep = write(tmp_path, "[grid]\n'strategy.levels' = [2]\n")
+    assert main(["sweep", "--config", str(sweep), "--out", str(tmp_path / "out"), "--metric", "sharpe"]) == 2
+    assert ("'sharpe' is an object in metrics.json; rank by one of its fields: sharpe.per_period, sharpe.ci_low, "
+            "sharpe.annualised") in capsys.readouterr().err
+
+
+def test_ranking_by_drawdown_ratio_or_a_lower_bound_puts_unsupported_points_last():
+    results = pd.DataFrame({"point_id": ["a", "b", "c", "d"], "pnl_per_drawdown": [0.5, np.nan, 3.0, -1.0],
+                            "sharpe.ci_low": [np.nan, 0.02, -0.01, np.nan]})
+    assert list(rank(results, "pnl_per_drawdown")["point_id"]) == ["c", "a", "d", "b"]
+    assert list(rank(results, "sharpe.ci_low")["point_id"]) == ["b", "c", "a", "d"]
+
+
+def test_the_sweep_summary_says_when_the_ranking_metric_is_na_everywhere(demo_runs):
+    """The demo sweep's 5-minute points have no Sharpe: ranked by its lower bound, the summary must
+    say that the order means nothing rather than print a ranking."""
+    results = _results(demo_runs.sweep)
+    text = sweep_summary(SweepResult(demo_runs.sweep, PARAMS, results, 8, 0, {}, None), "sharpe.ci_low", 3)
+    n = int(results["sharpe.n"].max())
+    assert (f"sharpe.ci_low is n/a for every point (risk ratios need 30 1-minute changes; these runs have at most "
+            f"{n}), so the tables below are in no order: rank by pnl_per_drawdown, or run longer windows") in text
+    assert "n/a for every point, so not shown: sharpe.per_period" in text
+    text = sweep_summary(SweepResult(demo_runs.sweep, PARAMS, results, 8, 0, {}, None), "pnl_per_drawdown", 3)
+    assert "in no order" not in text and "pnl_per_drawdown" in text.split("== top 3")[1].splitlines()[1]
+
+
 def _results(sweep_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(sweep_dir / "results.parquet")
 
@@ -104,6 +135,12 @@ def test_each_point_is_a_normal_run_dir_matching_its_results_row(demo_runs):
         assert all((run / name).is_file() for name in RUN_FILES), run
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["pnl_total"] == row["pnl_total"] and metrics["fill_count"] == row["fill_count"]
+        if metrics["max_drawdown"] > 0:
+            assert row["pnl_per_drawdown"] == pytest.approx(metrics["pnl_total"] / metrics["max_drawdown"])
+        else:  # a point that never traded never drew down: nothing to divide by
+            assert metrics["fill_count"] == 0 and pd.isna(row["pnl_per_drawdown"])
+        assert row["pnl_rate.mean"] == metrics["pnl_rate"]["mean"] and row["sharpe.n"] == metrics["sharpe"]["n"]
+        assert row["sharpe.status"] == "too_short" and pd.isna(row["sharpe.per_period"])  # 5 minutes: too short
         markout = metrics["markout_bps"]["5s"]  # null when no fill has 5 s of data after it
         assert pd.isna(row["markout_bps.5s"]) if markout is None else row["markout_bps.5s"] == markout
         config = load_config(run / "config.toml")  # the written config is complete and reruns as is

@@ -9,24 +9,30 @@ import pandas as pd
 import streamlit as st
 
 from app import analysis, charts, runs, ui
+from backtests import report
 
 st.title("Run detail")
 root = ui.runs_root()
-options = [str(e.path) for e in ui.find_runs(root)]
+known = [e.path for e in ui.find_runs(root)]
+options = [str(p) for p in known]
 requested = st.query_params.get("run")
 if requested and requested != st.session_state.get("run_from_url"):
-    # A link or the Runs/Sweep page asked for this run; later picks in the selectbox win.
+    # A link, a bookmark or the Runs/Sweep page asked for this run; later picks in the selectbox win.
+    try:
+        st.session_state["run_select"] = str(runs.resolve_run(root, requested, known))
+    except runs.RunNotFound as exc:
+        st.error(str(exc))
+        st.stop()
     st.session_state["run_from_url"] = requested
-    st.session_state["run_select"] = requested
-if requested and requested not in options:
-    options.insert(0, requested)
+if st.session_state.get("run_select") and st.session_state["run_select"] not in options:
+    options.insert(0, st.session_state["run_select"])  # a run outside the runs dir, opened by its path
 if not options:
     st.info(f"No run directories found under {root}. Run `flashmm backtest --config backtests/configs/sample.toml`.")
     st.stop()
 if st.session_state.get("run_select") not in options:
     st.session_state["run_select"] = options[0]
 choice = st.selectbox("Run", options, key="run_select", format_func=lambda p: ui.label(Path(p), root))
-st.query_params["run"] = st.session_state["run_from_url"] = choice
+st.query_params["run"] = st.session_state["run_from_url"] = ui.label(Path(choice), root)
 run_dir = Path(choice)
 
 try:
@@ -40,14 +46,23 @@ def shown(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-base_ccy, quote_ccy = runs.units(metrics)
-cols = st.columns(6)
-for col, (name, key, spec) in zip(cols, [
-    (f"total PnL ({quote_ccy})", "pnl_total", ",.4f"), ("Sharpe (ann.)", "sharpe", ",.2f"),
-    (f"max drawdown ({quote_ccy})", "max_drawdown", ",.4f"), ("fills", "fill_count", ","),
-    ("fill ratio", "fill_ratio", ".2%"), ("quote uptime", "quote_uptime", ".1%"),
-], strict=True):
-    col.metric(name, shown(metrics.get(key), spec))
+base_ccy, money = runs.units(metrics)
+rate, sharpe = metrics.get("pnl_rate"), metrics.get("sharpe")
+unit, per_unit = report.rate_unit(rate) if isinstance(rate, dict) else ("hour", 1.0)
+cards = [
+    (f"total PnL ({money})", shown(metrics.get("pnl_total"), ",.4f"), None),
+    (f"PnL per {unit} ({money})", analysis.rate_card(rate, per_unit), report.rate_text(rate)),
+    (f"max drawdown ({money})", shown(metrics.get("max_drawdown"), ",.4f"), None),
+    ("PnL / max drawdown", shown(metrics.get("pnl_per_drawdown"), ",.2f"), None),
+    (analysis.ratio_label(sharpe), analysis.ratio_card(sharpe), report.ratio_text(sharpe, "sharpe")),
+    ("fills", shown(metrics.get("fill_count"), ","), None),
+    ("fill ratio", shown(metrics.get("fill_ratio"), ".2%"), None),
+    ("quote uptime", shown(metrics.get("quote_uptime"), ".1%"), None),
+]
+for col, (name, value, detail) in zip(st.columns(4) + st.columns(4), cards, strict=True):
+    col.metric(name, value, help=detail)
+st.caption(f"Sharpe: {report.ratio_text(sharpe, 'sharpe')}. Sortino: "
+           f"{report.ratio_text(metrics.get('sortino'), 'sortino')}. PnL rate: {report.rate_text(rate)}.")
 window = metrics.get("window") or {}
 st.caption(f"{window.get('start')} .. {window.get('end')} | fill model {metrics.get('fill_model')} | "
            f"{'SYNTHETIC data' if metrics.get('synthetic_data') else 'recorded data'} | "
@@ -87,7 +102,7 @@ series = in_window(equity)
 sampled = analysis.minmax_downsample(
     series, "ts", ["equity", "pnl_spread_capture", "pnl_inventory", "inventory"]
     + [c for c in ("fees_paid", "costs_paid") if c in series])
-st.plotly_chart(charts.pnl_figure(sampled, quote_ccy))
+st.plotly_chart(charts.pnl_figure(sampled, money))
 st.plotly_chart(charts.inventory_figure(sampled, base_ccy))
 
 st.subheader("Price, quotes and fills")
@@ -96,7 +111,7 @@ try:
     mid = analysis.minmax_downsample(series, "ts", ["mid"])
     quote_points = analysis.minmax_downsample(quotes, "ts", ["bid", "ask"])
     fill_points = analysis.thin(fills)
-    st.plotly_chart(charts.price_figure(mid, quote_points, fill_points, quote_ccy))
+    st.plotly_chart(charts.price_figure(mid, quote_points, fill_points, money))
     st.caption(f"drawn: {len(mid):,} of {len(series):,} mid samples and {len(quote_points):,} of {len(quotes):,} "
                f"quote changes (min and max per time bucket), {len(fill_points):,} of {len(fills):,} fills")
 except runs.RunDirError as exc:

@@ -37,9 +37,15 @@ st.caption(f"{len(shown)} of {len(table)} runs under {root}")
 if shown.empty:
     st.info(f"No run name contains {text!r}.")
     st.stop()
-st.dataframe(ui.with_links(shown.drop(columns="path"), shown["path"]), hide_index=True,
+st.dataframe(ui.with_links(shown.drop(columns="path"), shown["run"]), hide_index=True,
              column_config={**ui.LINK_COLUMN, "fill_ratio": st.column_config.NumberColumn(format="percent"),
-                            "quote_uptime": st.column_config.NumberColumn(format="percent")})
+                            "quote_uptime": st.column_config.NumberColumn(format="percent"),
+                            "pnl_rate.mean": st.column_config.NumberColumn("pnl per hour"),
+                            "sharpe.per_period": st.column_config.NumberColumn("sharpe per 1min"),
+                            "sharpe.ci_low": st.column_config.NumberColumn("sharpe 90% CI low"),
+                            "sharpe.n": st.column_config.NumberColumn("sharpe n")})
+st.caption("Open a run by its name: `run?run=<run>` on this app's address. Sharpe is per 1-minute change, "
+           "n/a below 30 of them; see a run's page for its interval.")
 
 picked = st.selectbox("Open a run", shown["path"], format_func=lambda p: ui.label(Path(p), root))
 if st.button("Open run detail"):
@@ -50,12 +56,20 @@ pair = st.multiselect("Pick two runs", shown["path"], max_selections=2,
                       format_func=lambda p: ui.label(Path(p), root))
 if len(pair) == 2:
     names = [ui.label(Path(p), root) for p in pair]
-    flat = [runs.flatten(ui.metrics(Path(p))) for p in pair]
+    raw = [ui.metrics(Path(p)) for p in pair]
+    quote_ccy = runs.units(raw[0])[1]
+    flat = [runs.flatten(m) for m in raw]
     keys = [k for k in flat[0] if not isinstance(flat[0][k], list) and k in flat[1]]
     side = pd.DataFrame({name: [m[k] for k in keys] for name, m in zip(names, flat, strict=True)}, index=keys)
     side = side.astype(str)
     side.insert(0, "differs", [a != b for a, b in zip(side.iloc[:, 0], side.iloc[:, 1], strict=True)])
     st.dataframe(side, height=500)
+    st.markdown("**PnL rate: larger than its noise?**")
+    verdict, rates = analysis.compare_rates({n: m.get("pnl_rate") for n, m in zip(names, raw, strict=True)},
+                                            quote_ccy)
+    st.markdown(verdict)
+    if not rates.empty:
+        st.dataframe(rates, hide_index=True)
     try:
         configs = [runs.flatten(runs.load_config_text(Path(p))[1]) for p in pair]
         changed = sorted(k for k in set(configs[0]) | set(configs[1]) if configs[0].get(k) != configs[1].get(k))
@@ -66,6 +80,6 @@ if len(pair) == 2:
                                       index=changed))
         equities = {n: analysis.minmax_downsample(ui.frame(Path(p), "equity"), "ts", ["equity"])
                     for n, p in zip(names, pair, strict=True)}
-        st.plotly_chart(charts.compare_figure(equities, runs.units(ui.metrics(Path(pair[0])))[1]))
+        st.plotly_chart(charts.compare_figure(equities, quote_ccy))
     except runs.RunDirError as exc:
         st.error(str(exc))

@@ -3,9 +3,11 @@ the walk-forward table, and a way into any point's run."""
 
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from app import analysis, charts, runs, ui
+from backtests.metrics import MIN_RISK_SAMPLES
 from backtests.sweep import LOWER_IS_BETTER, METRIC_COLUMNS
 
 st.title("Sweep")
@@ -31,8 +33,8 @@ st.caption(f"{manifest.get('mode')} sweep `{manifest.get('name')}`: {len(results
            f"{', '.join(params)}; {failed} failed; ranked by {manifest.get('metric')} in the CLI")
 
 metrics = [m for m in METRIC_COLUMNS if m in results]
-st.dataframe(ui.with_links(results.drop(columns="run_path"), results["run_path"]), hide_index=True,
-             column_config=ui.LINK_COLUMN)
+st.dataframe(ui.with_links(results.drop(columns="run_path"), [ui.label(Path(p), root) for p in results["run_path"]]),
+             hide_index=True, column_config=ui.LINK_COLUMN)
 
 left, right = st.columns(2)
 with left:
@@ -42,6 +44,11 @@ with left:
     if len(axes) < 2:
         st.info("The heatmap needs two swept parameters (or one and walk-forward windows); this sweep varies "
                 f"only {', '.join(axes) or 'nothing'}.")
+    elif results[metric].isna().all():
+        longest = results["sharpe.n"].max() if "sharpe.n" in results else None
+        st.info(f"{metric} is n/a for every point of this sweep" + (
+            f": its runs have at most {longest:.0f} one-minute changes, and a risk ratio needs {MIN_RISK_SAMPLES}"
+            if metric.split(".")[0] in ("sharpe", "sortino", "pnl_rate") and pd.notna(longest) else "") + ".")
     else:
         x = st.selectbox("x", axes, index=0)
         y = st.selectbox("y", [a for a in axes if a != x], index=0)
