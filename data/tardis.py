@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -391,8 +392,9 @@ def import_tardis(
         ticks = _trade_ticks(trade_reader, instrument.id, price_precision, size_precision)
     meta = {
         "source": "tardis",
-        "book_file": str(Path(book).resolve()),
-        "trades_file": str(Path(trades).resolve()) if trades is not None else None,
+        # Relative to the catalog, so a catalog shipped beside its source files names them portably.
+        "book_file": os.path.relpath(Path(book).resolve(), Path(out).resolve()),
+        "trades_file": os.path.relpath(Path(trades).resolve(), Path(out).resolve()) if trades is not None else None,
         "exchange": book_reader.exchange,
         "symbol": book_reader.symbol,
         "synthetic": False,
