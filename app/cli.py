@@ -198,13 +198,57 @@ def _cmd_fidelity(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from models.train import render_report, train
+    from models.report import render_evaluation, render_report
+    from models.train import evaluate_artifact, json_clean, train
 
+    if args.model:  # score a saved model, no training
+        if not args.eval_catalog:
+            raise ValueError("flashmm train --model DIR scores a saved model: name the catalogs with --eval-catalog")
+        reports = [evaluate_artifact(args.model, c, args.eval_start, args.eval_end) for c in args.eval_catalog]
+        for r in reports:
+            print(render_evaluation(r))
+        if args.report:
+            _write_json(args.report, reports[0] if len(reports) == 1 else {"kind": "flashmm.signal_evaluations",
+                                                                         "evaluations": reports})
+        return 0
+    missing = [name for name in ("catalog", "train_until", "out") if not getattr(args, name)]
+    if missing:
+        raise ValueError("flashmm train needs " + ", ".join("--" + m.replace("_", "-") for m in missing)
+                         + " (or --model DIR --eval-catalog C to score a saved model)")
     report = train(args.catalog, args.train_until, args.valid_until, args.out, seed=args.seed,
-                   horizon_blocks=args.horizon_blocks, threshold_bps=args.threshold_bps, epochs=args.epochs,
-                   hidden=args.hidden, end=args.end, folds=args.folds)
+                   horizons_s=tuple(args.horizons), main_horizon_s=args.main_horizon,
+                   threshold_bps=args.threshold_bps, epochs=args.epochs, hidden=args.hidden, end=args.end,
+                   folds=args.folds, candidates=tuple(args.candidates), eval_catalogs=tuple(args.eval_catalog or ()),
+                   eval_start=args.eval_start, eval_end=args.eval_end, symmetric=not args.asymmetric)
     print(render_report(report))
     print(f"\nmodel written to {args.out}")
+    if args.report:
+        _write_json(args.report, json_clean(report))
+        print(f"report written to {args.report}")
+    return 0
+
+
+def _write_json(path: str, value: dict) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(value, indent=2, allow_nan=False) + "\n")
+
+
+def _cmd_ablation(args: argparse.Namespace) -> int:
+    from backtests.ablation import parse_span, render, run_ablation, synth_catalogs, write_report
+    from backtests.config import load_config
+
+    config = load_config(args.config)
+    spans = [parse_span(c) for c in args.catalog] if args.catalog else [
+        parse_span(config.run.catalog, config.run.start, config.run.end)]
+    if args.synth:
+        seeds = [int(s) for s in args.synth.split(",") if s.strip()]
+        spans += [parse_span(str(p)) for p in synth_catalogs(seeds, args.synth_hours, Path(args.synth_dir))]
+    report = run_ablation(args.config, spans, n_windows=args.windows, uses=args.uses, resamples=args.resamples,
+                          seed=args.seed, workers=args.workers, progress=not args.quiet)
+    print(render(report))
+    if args.json:
+        print(f"\nreport written to {write_report(report, args.json)}")
     return 0
 
 
@@ -361,23 +405,61 @@ def build_parser() -> argparse.ArgumentParser:
     fid.add_argument("--json", action="store_true", help="print JSON")
     fid.set_defaults(func=_cmd_fidelity)
 
-    tr = sub.add_parser("train", help="train the ML signal (walk-forward) and export TorchScript + meta.json",
-                        description="Train the short-horizon MLP signal on a catalog: train up to --train-until, "
-                                    "early-stop and calibrate on [--train-until, --valid-until), report out of "
-                                    "sample on what follows, against baselines.")
-    tr.add_argument("--catalog", required=True, help="catalog directory, e.g. data/sample")
-    tr.add_argument("--train-until", required=True, help="ISO time or offset from the tape start, e.g. +90min")
+    tr = sub.add_parser("train", help="train and select the ML signal, score it out of sample, export it",
+                        description="Train signal models (logistic regressions and an MLP) at several horizons on a "
+                                    "catalog: fit up to --train-until, select and calibrate on [--train-until, "
+                                    "--valid-until), score out of sample on what follows (and on --eval-catalog) "
+                                    "against the baselines, and export the model that wins. With --model DIR "
+                                    "--eval-catalog C it scores a saved model instead.")
+    tr.add_argument("--catalog", help="catalog directory to train on, e.g. data/sample")
+    tr.add_argument("--train-until", help="ISO time or offset from the tape start, e.g. +90min")
     tr.add_argument("--valid-until", help="end of the validation window (default: last 20%% of the train window)")
     tr.add_argument("--end", help="end of the out-of-sample test window (default: the tape end)")
-    tr.add_argument("--out", required=True, help="artifact directory, e.g. models/artifacts/NAME")
+    tr.add_argument("--out", help="artifact directory, e.g. models/artifacts/NAME")
     tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    tr.add_argument("--horizon-blocks", type=int, default=1, help="label horizon in blocks (default 1, ~400 ms)")
-    tr.add_argument("--threshold-bps", type=float, default=1.0, help="flat band of the label, bps (default 1)")
-    tr.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping)")
-    tr.add_argument("--hidden", type=int, default=32, help="hidden units per layer")
+    tr.add_argument("--horizons", type=float, nargs="+", default=[1.0, 5.0, 30.0], metavar="SECONDS",
+                    help="label horizons in seconds on the receive-time clock (default 1 5 30, the markout horizons)")
+    tr.add_argument("--main-horizon", type=float, metavar="SECONDS",
+                    help="the horizon the exported model predicts (default: where the best candidate gains most "
+                         "over the one-feature logistic on the valid window)")
+    tr.add_argument("--threshold-bps", type=float, default=0.0,
+                    help="flat band of the label, bps (default 0: flat means the mid did not move)")
+    tr.add_argument("--candidates", nargs="+", default=["logreg_all", "logreg_book", "mlp"],
+                    choices=["logreg_all", "logreg_book", "mlp"], help="model families to fit and select from")
+    tr.add_argument("--asymmetric", action="store_true",
+                    help="fit on the data as it is, not also on its mirror image (the default makes models with no "
+                         "built-in drift)")
+    tr.add_argument("--epochs", type=int, default=30, help="maximum MLP epochs (early stopping)")
+    tr.add_argument("--hidden", type=int, default=32, help="MLP hidden units per layer")
     tr.add_argument("--folds", type=int, default=3,
                     help="walk-forward folds over the test window, each refit on all data before it (0 = none)")
+    tr.add_argument("--eval-catalog", action="append", metavar="DIR",
+                    help="also score every model and baseline on this catalog (repeatable)")
+    tr.add_argument("--eval-start", help="start of the window scored on each --eval-catalog (default: its start)")
+    tr.add_argument("--eval-end", help="end of the window scored on each --eval-catalog (default: its end)")
+    tr.add_argument("--model", metavar="DIR", help="score this saved model on --eval-catalog instead of training")
+    tr.add_argument("--report", metavar="FILE", help="write the report as JSON")
     tr.set_defaults(func=_cmd_train)
+
+    ab = sub.add_parser("ablation", help="the signal ablation over many windows, with a bootstrap interval",
+                        description="Run the strategy with the signal off, on, and (with --uses) each use alone, "
+                                    "on disjoint windows of one or more catalogs; report the mean PnL difference "
+                                    "(net of fees and action costs) with a seeded bootstrap interval, markouts and "
+                                    "adverse-fill rates.")
+    ab.add_argument("--config", required=True, help="backtest config, e.g. backtests/configs/sample.toml")
+    ab.add_argument("--catalog", action="append", metavar="DIR[@START..END]",
+                    help="a catalog and the span to slice (default: the config's catalog and run window); repeatable")
+    ab.add_argument("--synth", metavar="SEEDS", help="also synthetic tapes of these seeds, e.g. 1,2,3")
+    ab.add_argument("--synth-hours", type=float, default=1.0, help="length of each synthetic tape (default 1)")
+    ab.add_argument("--synth-dir", default="runs/ablation-tapes", help="where synthetic tapes are made and reused")
+    ab.add_argument("--windows", type=int, default=4, help="disjoint windows per catalog span (default 4)")
+    ab.add_argument("--uses", action="store_true", help="also run each use of the signal alone")
+    ab.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10,000)")
+    ab.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    ab.add_argument("--workers", type=int, default=1, help="backtests run at once (default 1)")
+    ab.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    ab.add_argument("--quiet", action="store_true", help="no progress bar")
+    ab.set_defaults(func=_cmd_ablation)
 
     ln = sub.add_parser("localnet", help="run a local Sei chain with the CLOB contract, replaying a tape as the market",
                         description="Serve a local Sei chain (CometBFT JSON-RPC over WebSocket) running the CLOB "

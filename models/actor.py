@@ -1,7 +1,7 @@
-"""The signal actor: online features and model inference at block cadence, published on the bus.
+"""The signal actor: online features and model inference on every book batch, published on the bus.
 
-It must be added to the trader before the strategy so that, for each block, it sees the book
-batch and publishes its signal before the strategy requotes on that same block.
+It must be added to the trader before the strategy so that, for each book batch, it publishes its
+signal before the strategy requotes on that same batch.
 """
 
 from __future__ import annotations
@@ -53,5 +53,5 @@ class SignalActor(Actor):
         p = out.probs
         self.publish_data(self.data_type, SignalData(
             self.instrument_id, float(p[0]), float(p[1]), float(p[2]), out.expected_move_bps, out.confidence,
-            out.model_id, out.latency_us, out.fallback, deltas.ts_event, deltas.ts_init,
+            out.horizon_s, out.model_id, out.latency_us, out.fallback, deltas.ts_event, deltas.ts_init,
         ))

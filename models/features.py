@@ -1,22 +1,28 @@
-"""Features of the L2 book and trades for a short-horizon mid-move model.
+"""Features of the L2 book and trades for short-horizon mid-move models.
 
 Training and trading must see the same numbers, so there is one definition with two evaluators.
-`_Observer` turns each block (its trades, then its book) into per-block observations; both paths
-run it unchanged on a NautilusTrader book. Window features over the last k blocks are then
-computed vectorised offline (`offline_features`) and from ring buffers online (`OnlineFeatures`).
-Windows count blocks, not seconds: the model predicts a move over blocks, and a block count needs
-no timestamp arithmetic to agree between the two paths.
+`_Observer` turns each book batch (its trades, then its book) into per-row observations; both paths
+run it unchanged on a NautilusTrader book. Window features over the last k seconds are then
+computed vectorised offline (`offline_features`) and from running windows online
+(`OnlineFeatures`).
+
+Every window is a time on the one clock, the receive time (`ts_init`) of the book batch: the
+window of k seconds at a row stamped t holds the rows stamped in (t - k, t]. A venue's `ts_event`
+is data and never used. So the same feature means the same thing on a tape of 400 ms blocks and on
+a 100 ms exchange stream: a return over 5 s, a trade rate per second, volatility in bps per
+sqrt(second). Nothing counts updates.
 
 Window sums are taken over values rounded to a 2^-24 grid and held as integers: integer sums are
 exact in any order, so the online running totals never drift and both paths agree bit for bit
-over any tape length, at a cost of < 1e-5 (in the feature's units) per window. Early blocks use
-the blocks available: sums treat the missing past as zero, returns reach back to the first block,
-volatility averages over the blocks seen. Features at a block use nothing after that block.
+over any tape length, at a cost of < 1e-5 (in the feature's units) per window. Early rows use the
+past available: sums treat the missing past as zero, returns reach back to the first row.
+Features at a row use nothing after that row.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable
 from itertools import accumulate
 
@@ -26,41 +32,54 @@ from nautilus_trader.model.book import OrderBook
 from nautilus_trader.model.data import OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import AggressorSide, BookType
 from nautilus_trader.model.identifiers import InstrumentId
-from numpy.lib.stride_tricks import sliding_window_view
 
 from data.catalog import Tape
 
-WINDOWS = (5, 25, 150)  # blocks: ~2 s, 10 s, 60 s of 400 ms blocks
+WINDOWS_S = (1.0, 5.0, 30.0)  # seconds, the markout horizons the report uses
 IMBALANCE_LEVELS = (1, 3, 5, 10)
 DEPTH_LEVELS = 5
-TRADE_GAP_CAP_S = 60.0  # a quiet minute and a quiet hour mean the same to a 400 ms horizon
+TRADE_GAP_CAP_S = 60.0  # longer than any window or horizon: a quiet minute and a quiet hour look alike
 FIXED_SCALE = float(2**24)  # window sums are of round(value * FIXED_SCALE)
+NS = 1_000_000_000
 
-OBSERVATION_NAMES = [
-    "ret_1",  # 1-block log return of the mid, bps
+
+def window_name(kind: str, seconds: float) -> str:
+    """The column of a window feature, e.g. ("ret", 5.0) -> "ret_5s"."""
+    return f"{kind}_{seconds:g}s"
+
+
+STATE_NAMES = [
     "micro_bps",  # microprice minus mid, bps of mid
     "spread_bps",
     *(f"imb_{k}" for k in IMBALANCE_LEVELS),  # (bid - ask) / (bid + ask) depth over the top k levels
     "depth5_log",  # log of bid + ask size over the top 5 levels
-    "ofi_1",  # Cont's L1 order-flow imbalance increment, in units of the previous mean touch size
-    "flow_1",  # buy minus sell aggressor volume of the block, same units
-    "trades_1",  # trade count of the block
     "since_trade_s",  # seconds since the last trade, capped
 ]
-WINDOW_NAMES = [f"{kind}_{k}" for k in WINDOWS for kind in ("ret", "rv", "ofi", "tfi")]
-FEATURE_NAMES: list[str] = OBSERVATION_NAMES + WINDOW_NAMES
+WINDOW_KINDS = (
+    "ret",  # log return of the mid over the window, bps
+    "rv",  # realised volatility: sqrt(sum of squared row-to-row returns / window), bps per sqrt(second)
+    "ofi",  # Cont's L1 order-flow imbalance summed over the window, in units of the mean touch size
+    "tfi",  # (buy - sell) / (buy + sell) aggressor volume over the window; 0 without trades
+    "trades",  # trades per second over the window
+)
+WINDOW_NAMES = [window_name(kind, k) for k in WINDOWS_S for kind in WINDOW_KINDS]
+FEATURE_NAMES: list[str] = STATE_NAMES + WINDOW_NAMES
+
+# Features whose sign flips when the book is mirrored (bids and asks swapped, prices reflected about
+# the mid): a mirrored market's "up" is the original's "down". The rest (spread, depth, activity,
+# volatility) are unchanged. Training can use this to learn a model with no built-in drift.
+DIRECTIONAL = [name for name in FEATURE_NAMES if name.split("_")[0] in ("micro", "imb", "ret", "ofi", "tfi")]
 
 _MAX_LEVELS = max(*IMBALANCE_LEVELS, DEPTH_LEVELS)
-_N_OBS = len(OBSERVATION_NAMES)
-_RET, _OFI = OBSERVATION_NAMES.index("ret_1"), OBSERVATION_NAMES.index("ofi_1")
-_RING = WINDOWS[-1] + 1  # the longest window needs the value that many blocks back
+_N_STATE = len(STATE_NAMES)
+_WINDOWS_NS = tuple(round(k * NS) for k in WINDOWS_S)
 
 
 class _Observer:
-    """Per-block observations: the book now, the block's trades, and the previous block's top.
+    """Per-row observations: the book now, the trades since the last row, and the last row's top.
 
-    A block whose book is one-sided or crossed yields nothing; its trades carry over to the next
-    usable block, which is then compared with the last usable top of book. A print without an
+    A batch whose book is one-sided or crossed yields no row; its trades carry over to the next
+    usable one, which is then compared with the last usable top of book. A print without an
     aggressor counts as a trade but not as flow: its direction is unknown.
     """
 
@@ -80,10 +99,11 @@ class _Observer:
         self.count += 1
         self.last_trade_ns = trade.ts_init
 
-    def observe(
-        self, ts_ns: int, book: OrderBook
-    ) -> tuple[float, float, float, float, list[float]] | None:
-        """(mid, log mid, buy volume, sell volume, observations) of the block, or None."""
+    def observe(self, ts_ns: int, book: OrderBook) -> tuple[float, float, tuple, list[float]] | None:
+        """(mid, log mid, increments, state features) of the row, or None without a usable book.
+
+        The increments are what window sums add up: (squared return since the last row in bps^2,
+        OFI in touch units, buy volume, sell volume, trade count)."""
         bids, asks = book.bids(), book.asks()
         if not bids or not asks:
             return None
@@ -117,18 +137,14 @@ class _Observer:
         since = TRADE_GAP_CAP_S
         if self.last_trade_ns is not None:
             since = min((ts_ns - self.last_trade_ns) * 1e-9, TRADE_GAP_CAP_S)
-        obs = [
-            ret,
+        state = [
             (micro - mid) / mid * 1e4,
             (ask - bid) / mid * 1e4,
             *imbalances,
             math.log(depth),
-            ofi / touch,
-            (self.buy - self.sell) / touch,
-            float(self.count),
             since,
         ]
-        out = (mid, log_mid, self.buy, self.sell, obs)
+        out = (mid, log_mid, (ret * ret, ofi / touch, self.buy, self.sell, self.count), state)
         self.prev = (bid, ask, bid_size, ask_size, log_mid)
         self.buy = self.sell = 0.0
         self.count = 0
@@ -141,19 +157,41 @@ def _depths(levels: list) -> list[float]:
     return depth + [depth[-1]] * (_MAX_LEVELS - len(depth))
 
 
-class OnlineFeatures:
-    """The features block by block inside an actor, equal to `offline_features` on the same stream.
+def _quantise(increments: tuple) -> tuple[int, int, int, int, int]:
+    """A row's window increments on the integer grid (the count is already an integer)."""
+    ret_sq, ofi, buy, sell, count = increments
+    return (round(ret_sq * FIXED_SCALE), round(ofi * FIXED_SCALE), round(buy * FIXED_SCALE),
+            round(sell * FIXED_SCALE), count)
 
-    Feed a block's trades with `on_trade`, then call `on_book` once its deltas are applied.
+
+def _window_values(log_mid: float, anchor: float, totals: tuple, seconds: float) -> tuple[float, ...]:
+    """ret, rv, ofi, tfi, trades of one window from its integer totals and the anchor's log mid."""
+    ret_sq, ofi, buy, sell, count = totals
+    flow = float(buy + sell)
+    return (
+        (log_mid - anchor) * 1e4,
+        math.sqrt(float(ret_sq) / FIXED_SCALE / seconds),
+        float(ofi) / FIXED_SCALE,
+        float(buy - sell) / flow if flow > 0.0 else 0.0,
+        count / seconds,
+    )
+
+
+class OnlineFeatures:
+    """The features row by row inside an actor, equal to `offline_features` on the same stream.
+
+    Feed a batch's trades with `on_trade`, then call `on_book` once its deltas are applied. Each
+    window keeps the rows stamped inside it and their integer totals; a row leaving a window
+    becomes its anchor, the mid the window's return is measured from.
     """
 
     def __init__(self) -> None:
         self._observer = _Observer()
-        self._n = 0
-        self._log_mid = [0.0] * _RING
-        self._fixed = [(0, 0, 0, 0)] * _RING  # squared return, OFI, buy and sell volume, fixed point
-        self._totals = [(0, 0, 0, 0)] * len(WINDOWS)
-        self.mid = math.nan  # of the last block with a usable book
+        self._rows: list[deque] = [deque() for _ in WINDOWS_S]  # (ts, quantised increments, log mid)
+        self._totals = [(0, 0, 0, 0, 0)] * len(WINDOWS_S)
+        self._anchor: list[float | None] = [None] * len(WINDOWS_S)  # log mid as of (t - k)
+        self._first_log_mid: float | None = None
+        self.mid = math.nan  # of the last row with a usable book
 
     def on_trade(self, trade: TradeTick) -> None:
         self._observer.on_trade(trade)
@@ -162,36 +200,28 @@ class OnlineFeatures:
         row = self._observer.observe(ts_ns, book)
         if row is None:
             return None
-        mid, log_mid, buy, sell, obs = row
+        mid, log_mid, increments, state = row
         self.mid = mid
-        t = self._n
-        self._n = n = t + 1
-        ret = obs[_RET]
-        q_ret_sq, q_ofi = round(ret * ret * FIXED_SCALE), round(obs[_OFI] * FIXED_SCALE)
-        q_buy, q_sell = round(buy * FIXED_SCALE), round(sell * FIXED_SCALE)
-        fixed, log_mids, totals = self._fixed, self._log_mid, self._totals
-        fixed[t % _RING] = (q_ret_sq, q_ofi, q_buy, q_sell)
-        log_mids[t % _RING] = log_mid
-        for w, k in enumerate(WINDOWS):
-            old_ret_sq, old_ofi, old_buy, old_sell = fixed[(t - k) % _RING] if t >= k else (0, 0, 0, 0)
-            ret_sq, ofi, buy_k, sell_k = totals[w]
-            ret_sq += q_ret_sq - old_ret_sq
-            ofi += q_ofi - old_ofi
-            buy_k += q_buy - old_buy
-            sell_k += q_sell - old_sell
-            totals[w] = (ret_sq, ofi, buy_k, sell_k)
-            flow = float(buy_k + sell_k)
-            obs += (
-                (log_mid - log_mids[(t - min(k, t)) % _RING]) * 1e4,
-                math.sqrt(float(ret_sq) / FIXED_SCALE / min(k, n)),
-                float(ofi) / FIXED_SCALE,
-                float(buy_k - sell_k) / flow if flow > 0.0 else 0.0,
-            )
-        return np.array(obs, dtype=np.float64)
+        if self._first_log_mid is None:
+            self._first_log_mid = log_mid
+        q = _quantise(increments)
+        out = state
+        for w, k_ns in enumerate(_WINDOWS_NS):
+            rows, totals = self._rows[w], self._totals[w]
+            totals = tuple(a + b for a, b in zip(totals, q, strict=True))
+            rows.append((ts_ns, q, log_mid))
+            cutoff = ts_ns - k_ns
+            while rows[0][0] <= cutoff:
+                _, old, self._anchor[w] = rows.popleft()
+                totals = tuple(a - b for a, b in zip(totals, old, strict=True))
+            self._totals[w] = totals
+            anchor = self._anchor[w]
+            out += _window_values(log_mid, self._first_log_mid if anchor is None else anchor, totals, WINDOWS_S[w])
+        return np.array(out, dtype=np.float64)
 
 
 def offline_features(tape: Tape, start_ns: int | None = None, end_ns: int | None = None) -> pd.DataFrame:
-    """One row per block of the tape window with a usable book: ts, mid, then FEATURE_NAMES.
+    """One row per book batch of the tape window with a usable book: ts, mid, then FEATURE_NAMES.
 
     A window starting inside the tape opens with the book snapshot the tape seeds it with (a row
     stamped `start_ns - 1`), and its windows warm up afresh from there.
@@ -205,12 +235,15 @@ def stream_features(
     """`offline_features` over any replay stream (chunks as `Tape.chunks` yields them).
 
     The stream is replayed through a NautilusTrader book exactly as an actor sees it; only the
-    window features differ in method, computed here over whole columns at once.
+    window features differ in method, computed here over whole columns at once: each window's
+    first row by a binary search on the receive times, its sums as differences of integer
+    cumulative sums (exact even where an int64 cumulative sum wraps around, since each window's
+    own sum fits).
     """
     book = OrderBook(instrument_id, BookType.L2_MBP)
     observer = _Observer()
     ts: list[int] = []
-    rows: list[tuple[float, float, float, float, list[float]]] = []
+    rows: list[tuple[float, float, tuple, list[float]]] = []
     for chunk in chunks:
         for item in chunk:
             if isinstance(item, TradeTick):
@@ -223,35 +256,32 @@ def stream_features(
                 rows.append(row)
 
     n = len(rows)
+    t = np.array(ts, dtype=np.int64)
     mid = np.array([r[0] for r in rows], dtype=np.float64)
     log_mid = np.array([r[1] for r in rows], dtype=np.float64)
-    buy = _fixed(np.array([r[2] for r in rows], dtype=np.float64))
-    sell = _fixed(np.array([r[3] for r in rows], dtype=np.float64))
-    obs = np.array([r[4] for r in rows], dtype=np.float64).reshape(n, _N_OBS)
-    ret_sq = _fixed(obs[:, _RET] * obs[:, _RET])
-    ofi = _fixed(obs[:, _OFI])
-    seen = np.arange(1, n + 1)
-    columns = {name: obs[:, j] for j, name in enumerate(OBSERVATION_NAMES)}
-    for k in WINDOWS:
-        columns[f"ret_{k}"] = (log_mid - log_mid[np.maximum(seen - 1 - k, 0)]) * 1e4
-        columns[f"rv_{k}"] = np.sqrt(_window_sum(ret_sq, k).astype(np.float64) / FIXED_SCALE / np.minimum(k, seen))
-        columns[f"ofi_{k}"] = _window_sum(ofi, k).astype(np.float64) / FIXED_SCALE
-        buy_k, sell_k = _window_sum(buy, k), _window_sum(sell, k)
-        flow = (buy_k + sell_k).astype(np.float64)
-        net = (buy_k - sell_k).astype(np.float64)
-        columns[f"tfi_{k}"] = np.divide(net, flow, out=np.zeros(n), where=flow > 0.0)
-    frame = pd.DataFrame({"ts": np.array(ts, dtype=np.int64), "mid": mid})
+    inc = np.array([r[2] for r in rows], dtype=np.float64).reshape(n, 5)
+    state = np.array([r[3] for r in rows], dtype=np.float64).reshape(n, _N_STATE)
+    fixed = [_fixed(inc[:, j]) for j in range(4)] + [inc[:, 4].astype(np.int64)]
+    with np.errstate(over="ignore"):
+        cums = [np.concatenate([np.zeros(1, np.int64), np.cumsum(x, dtype=np.int64)]) for x in fixed]
+    columns = {name: state[:, j] for j, name in enumerate(STATE_NAMES)}
+    end = np.arange(1, n + 1)
+    for k, k_ns in zip(WINDOWS_S, _WINDOWS_NS, strict=True):
+        first = np.searchsorted(t, t - k_ns, side="right")  # the first row stamped after t - k
+        with np.errstate(over="ignore"):
+            ret_sq, ofi, buy, sell, count = (c[end] - c[first] for c in cums)
+        anchor = log_mid[np.maximum(first - 1, 0)]
+        columns[window_name("ret", k)] = (log_mid - anchor) * 1e4
+        columns[window_name("rv", k)] = np.sqrt(ret_sq.astype(np.float64) / FIXED_SCALE / k)
+        columns[window_name("ofi", k)] = ofi.astype(np.float64) / FIXED_SCALE
+        flow = (buy + sell).astype(np.float64)
+        columns[window_name("tfi", k)] = np.divide((buy - sell).astype(np.float64), flow, out=np.zeros(n),
+                                                   where=flow > 0.0)
+        columns[window_name("trades", k)] = count / k
+    frame = pd.DataFrame({"ts": t, "mid": mid})
     return pd.concat([frame, pd.DataFrame({name: columns[name] for name in FEATURE_NAMES})], axis=1)
 
 
 def _fixed(x: np.ndarray) -> np.ndarray:
     """The values on the fixed-point grid, rounded half to even as Python's `round` does online."""
     return np.rint(x * FIXED_SCALE).astype(np.int64)
-
-
-def _window_sum(x: np.ndarray, k: int) -> np.ndarray:
-    """Sum of each value and the k - 1 before it, the missing past counting as zero."""
-    if len(x) == 0:
-        return x
-    padded = np.concatenate([np.zeros(k - 1, dtype=x.dtype), x])
-    return sliding_window_view(padded, k).sum(axis=1)

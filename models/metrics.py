@@ -91,6 +91,15 @@ def per_class_auc(y, probs) -> list[float]:
     return [binary_auc(y == k, probs[:, k]) for k in range(probs.shape[1])]
 
 
+def direction_auc(y, probs) -> float:
+    """How well the directional edge p_up - p_down ranks the rows that went up above those that
+    went down (flat rows left out): the AUC a market maker's skew rests on. NaN without both an up
+    and a down row. Classes are (down, flat, up)."""
+    y, probs = _check(y, probs)
+    moved = y != 1
+    return binary_auc(y[moved] == 2, probs[moved, 2] - probs[moved, 0])
+
+
 def _bin_index(p: np.ndarray, n_bins: int) -> np.ndarray:
     """Equal-width bins on [0, 1]: bin i holds [i/n, (i+1)/n), the last one also holds 1.0."""
     return np.clip(np.floor(p * n_bins).astype(np.int64), 0, n_bins - 1)
@@ -155,13 +164,14 @@ def calibration(y, probs, n_bins: int = N_BINS, classes: tuple[str, ...] | None 
 
 
 def evaluate(y, probs) -> dict:
-    """The headline scores of one forecast: {n, log_loss, accuracy, auc, ece}."""
+    """The headline scores of one forecast: {n, log_loss, accuracy, auc, direction_auc, ece}."""
     y, probs = _check(y, probs)
     return {
         "n": int(len(y)),
         "log_loss": log_loss(y, probs),
         "accuracy": accuracy(y, probs),
         "auc": multiclass_auc(y, probs),
+        "direction_auc": direction_auc(y, probs),
         "ece": expected_calibration_error(y, probs),
     }
 

@@ -9,6 +9,7 @@ breaker (logged and counted) that keeps the model out for a cooldown before tryi
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -17,15 +18,47 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.fallback import fallback_probs
+from models.fallback import DEFAULT_P_MOVE, fallback_probs
 from models.features import FEATURE_NAMES
 
-# A half-tick mid move at 0.40 USDC is 1.25 bps: the scale of a one-block move on Sei SEI/USDC.
-DEFAULT_CLASS_MOVES_BPS = (-1.25, 0.0, 1.25)
+_SPREAD_COL = FEATURE_NAMES.index("spread_bps")
+
+
+@dataclass(frozen=True)
+class FallbackSpec:
+    """What the rule-based fallback knows about the market: its base chance of a move and the
+    mean move of each class (bps), both from the model's training data (meta.json). Without an
+    artifact nothing is known: the rule's default chance, and a move of half the current spread
+    (a one-tick mid move when the spread is one tick), read from the row itself."""
+
+    p_move: float = DEFAULT_P_MOVE
+    class_moves_bps: tuple[float, float, float] | None = None
+    horizon_s: float | None = None
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> FallbackSpec:
+        label = meta.get("label") or {}
+        moves = label.get("class_mean_move_bps")
+        p_move = (meta.get("fallback") or {}).get("p_move", DEFAULT_P_MOVE)
+        return cls(float(p_move), tuple(float(m) for m in moves) if moves else None, label.get("horizon_s"))
+
+    def moves(self, x: np.ndarray) -> np.ndarray:
+        if self.class_moves_bps is not None:
+            return np.asarray(self.class_moves_bps)
+        half = float(x.reshape(-1)[_SPREAD_COL]) / 2 if np.isfinite(x.reshape(-1)[_SPREAD_COL]) else 0.0
+        return np.array([-half, 0.0, half])
 
 
 class ModelError(Exception):
     """The model cannot be used: missing, corrupt, or built for other features."""
+
+
+def read_meta(path: str | Path) -> dict:
+    meta_path = Path(path) / "meta.json"
+    try:
+        return json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{meta_path} is not valid JSON: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -33,6 +66,7 @@ class LoadedModel:
     model_id: str
     module: torch.jit.ScriptModule
     class_moves_bps: np.ndarray
+    horizon_s: float | None
     meta: dict
 
     @classmethod
@@ -41,10 +75,7 @@ class LoadedModel:
         meta_path, model_path = path / "meta.json", path / "model.pt"
         if not meta_path.is_file() or not model_path.is_file():
             raise ModelError(f"no model at {path}: expected meta.json and model.pt")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{meta_path} is not valid JSON: {exc}") from None
+        meta = read_meta(path)
         names = meta.get("feature_names")
         if names != FEATURE_NAMES:
             raise ModelError(
@@ -59,8 +90,13 @@ class LoadedModel:
             raise ModelError(f"{model_path} cannot be loaded as a TorchScript model: {exc}") from None
         if tuple(probe.shape) != (1, 3):
             raise ModelError(f"{model_path} returns shape {tuple(probe.shape)}, expected (1, 3)")
-        moves = np.asarray(meta.get("label", {}).get("class_mean_move_bps", DEFAULT_CLASS_MOVES_BPS), float)
-        return cls(str(meta.get("model_id", path.name)), module, moves, meta)
+        label = meta.get("label") or {}
+        moves = label.get("class_mean_move_bps")
+        if moves is None or len(moves) != 3:
+            raise ModelError(f"{meta_path} gives no label.class_mean_move_bps (the mean move of each class)")
+        horizon = label.get("horizon_s")
+        return cls(str(meta.get("model_id", path.name)), module, np.asarray(moves, float),
+                   float(horizon) if horizon is not None else None, meta)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -69,12 +105,19 @@ class LoadedModel:
 
 @dataclass
 class SignalOutput:
-    probs: np.ndarray
-    expected_move_bps: float
-    confidence: float
+    probs: np.ndarray  # down, flat, up
+    expected_move_bps: float  # probs . class mean moves
+    confidence: float  # directional: |p_up - p_down|, never the flat class's probability
+    horizon_s: float  # what the probabilities are about (nan: unknown, the bare fallback)
     model_id: str
     latency_us: float
     fallback: bool
+
+
+def directional_confidence(probs: np.ndarray) -> float:
+    """How strongly the forecast leans one way: |p_up - p_down| in [0, 1]. A forecast that is sure
+    nothing moves (p_flat = 1) has no direction and no confidence."""
+    return float(abs(probs[2] - probs[0]))
 
 
 @dataclass
@@ -90,6 +133,7 @@ class SignalEngine:
     simulated_latency_us: float | None = None
     log: object = None
     model: LoadedModel | None = None
+    fallback_spec: FallbackSpec = field(default_factory=FallbackSpec)
     open_until_ns: int = 0
     slow_streak: int = 0
     stats: dict = field(default_factory=lambda: {
@@ -101,6 +145,10 @@ class SignalEngine:
     def _try_load(self, now_ns: int) -> None:
         if self.model_dir is None:
             return
+        try:
+            self.fallback_spec = FallbackSpec.from_meta(read_meta(self.model_dir))
+        except (ModelError, TypeError, ValueError):
+            pass  # no usable meta.json either: the fallback knows nothing of the market
         try:
             self.model = LoadedModel.load(self.model_dir)
         except ModelError as exc:
@@ -132,15 +180,17 @@ class SignalEngine:
                     self.slow_streak = 0
                     self._trip("latency", now_ns, f"{self.trip_after} inferences over {self.latency_budget_ms} ms")
                 self.stats["model_blocks"] += 1
-                return self._output(probs, model.class_moves_bps, model.model_id, latency_us, False)
+                return self._output(probs, model.class_moves_bps, model.horizon_s, model.model_id, latency_us, False)
         self.stats["fallback_blocks"] += 1
-        probs = np.asarray(fallback_probs(x.reshape(1, -1)), float).reshape(3)
-        moves = model.class_moves_bps if model is not None else np.asarray(DEFAULT_CLASS_MOVES_BPS)
-        return self._output(probs, moves, "fallback", 0.0, True)
+        spec = self.fallback_spec
+        probs = np.asarray(fallback_probs(x.reshape(1, -1), spec.p_move), float).reshape(3)
+        return self._output(probs, spec.moves(x), spec.horizon_s, "fallback", 0.0, True)
 
     @staticmethod
-    def _output(probs: np.ndarray, moves: np.ndarray, model_id: str, latency_us: float, fallback: bool) -> SignalOutput:
-        return SignalOutput(probs, float(probs @ moves), float(probs.max()), model_id, latency_us, fallback)
+    def _output(probs: np.ndarray, moves: np.ndarray, horizon_s: float | None, model_id: str, latency_us: float,
+                fallback: bool) -> SignalOutput:
+        return SignalOutput(probs, float(probs @ moves), directional_confidence(probs),
+                            math.nan if horizon_s is None else float(horizon_s), model_id, latency_us, fallback)
 
     def summary(self) -> dict:
         lat = np.asarray(self.latencies_us) if self.latencies_us else np.zeros(0)
@@ -148,7 +198,25 @@ class SignalEngine:
         def pct(q):
             return float(np.percentile(lat, q)) if len(lat) else None
 
+        meta = self.model.meta if self.model else {}
         return {**self.stats, "trips": dict(self.stats["trips"]),
                 "model_id": self.model.model_id if self.model else None,
+                "horizon_s": self.model.horizon_s if self.model else self.fallback_spec.horizon_s,
+                "evaluation": model_summary(meta) if meta else None,
                 "inference_us_p50": pct(50), "inference_us_p99": pct(99),
                 "inference_us_mean": float(lat.mean()) if len(lat) else None}
+
+
+def model_summary(meta: dict) -> dict | None:
+    """What a run records of its model's out-of-sample evaluation (from meta.json): the selection,
+    the verdict and the test-window scores per horizon of every model and baseline (log loss,
+    AUC, directional AUC, ECE), compact enough for metrics.json."""
+    report = meta.get("report")
+    if not isinstance(report, dict):
+        return None
+    keep = ("log_loss", "auc", "direction_auc", "ece", "n")
+    horizons = {}
+    for key, h in (report.get("horizons") or {}).items():
+        horizons[key] = {name: {k: s.get(k) for k in keep} for name, s in (h.get("test") or {}).items()}
+    return {"model_id": meta.get("model_id"), "catalog": report.get("catalog"), "selection": meta.get("selection"),
+            "verdict": meta.get("verdict"), "windows": meta.get("windows"), "test": horizons}

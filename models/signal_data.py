@@ -1,18 +1,19 @@
-"""The signal the actor publishes on the message bus each block (a NautilusTrader custom data type)."""
+"""The signal the actor publishes on the message bus each book batch (a NautilusTrader custom data type)."""
 
 from __future__ import annotations
 
 from nautilus_trader.core.data import Data
 from nautilus_trader.model.identifiers import InstrumentId
 
-SIGNAL_COLUMNS = ["ts", "p_down", "p_flat", "p_up", "expected_move_bps", "confidence", "model_id",
+SIGNAL_COLUMNS = ["ts", "p_down", "p_flat", "p_up", "expected_move_bps", "confidence", "horizon_s", "model_id",
                   "latency_us", "fallback"]
 
 
 class SignalData(Data):
-    """Class probabilities (down, flat, up) for the next horizon, their expected mid move in bps,
-    the confidence (highest probability), which model produced them, how long inference took, and
-    whether the rule-based fallback stood in for the model."""
+    """Class probabilities (down, flat, up) of the mid's move over the next `horizon_s` seconds,
+    their expected move in bps, the directional confidence |p_up - p_down| (never the flat class's
+    probability), which model produced them, how long inference took, and whether the rule-based
+    fallback stood in for the model."""
 
     def __init__(
         self,
@@ -22,6 +23,7 @@ class SignalData(Data):
         p_up: float,
         expected_move_bps: float,
         confidence: float,
+        horizon_s: float,
         model_id: str,
         latency_us: float,
         fallback: bool,
@@ -32,6 +34,7 @@ class SignalData(Data):
         self.p_down, self.p_flat, self.p_up = p_down, p_flat, p_up
         self.expected_move_bps = expected_move_bps
         self.confidence = confidence
+        self.horizon_s = horizon_s
         self.model_id = model_id
         self.latency_us = latency_us
         self.fallback = fallback
@@ -46,10 +49,16 @@ class SignalData(Data):
     def ts_init(self) -> int:
         return self._ts_init
 
+    @property
+    def edge(self) -> float:
+        """p_up - p_down: the signed directional lean, in [-1, 1]."""
+        return self.p_up - self.p_down
+
     def row(self) -> tuple:
         return (self._ts_init, self.p_down, self.p_flat, self.p_up, self.expected_move_bps, self.confidence,
-                self.model_id, self.latency_us, self.fallback)
+                self.horizon_s, self.model_id, self.latency_us, self.fallback)
 
     def __repr__(self) -> str:
         return (f"SignalData(p=({self.p_down:.3f}, {self.p_flat:.3f}, {self.p_up:.3f}), "
-                f"move={self.expected_move_bps:+.3f}bps, model={self.model_id}, fallback={self.fallback})")
+                f"move={self.expected_move_bps:+.3f}bps over {self.horizon_s:g}s, model={self.model_id}, "
+                f"fallback={self.fallback})")

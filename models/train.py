@@ -1,24 +1,37 @@
-"""Train the short-horizon mid-move model on a tape, score it out of sample, export it.
+"""Train short-horizon mid-move models on a tape, select the one that wins out of sample, export it.
 
 The tape is cut into three time-ordered windows: train = [tape start, train_until),
 valid = [train_until, valid_until) and test = [valid_until, end] (end defaults to the tape end).
 Without valid_until the last 20% of the train window becomes valid and the test window starts at
 train_until. Features are computed once over the whole span (they only look back, so a window's
-first rows may use the previous window's book, as they would live); labels are made per window, so
-the last `horizon_blocks` rows of each window are unlabelled and dropped and no label ever looks
-into the next window.
+first rows may use the previous window's book, as they would live). Labels are made per horizon
+(seconds, on the receive-time clock) and per window, so the rows whose horizon runs past their
+window's end are unlabelled and dropped and no label ever looks into the next window.
 
-The model is a small MLP (features -> hidden -> hidden -> 3 logits, ReLU) on standardised inputs,
-trained with Adam on shuffled minibatches of the train window, early-stopped on the valid log loss,
-then temperature-scaled on the valid window. Everything runs in one thread with seeded RNGs and
-deterministic algorithms, so a seed reproduces the metrics and the exported weights bit for bit.
+For each horizon two candidates are fitted on the train window, both on standardised, clipped
+inputs and temperature-calibrated on the valid window:
 
-The test window is scored for the model and four baselines (see `BASELINES`), and the artifact is
-written to `out/`: `model.pt`, a TorchScript module mapping RAW float32 features [N, F] to
-calibrated probabilities [N, 3] (down, flat, up) with the scaler and temperature inside, and
-`meta.json` describing it. The directory is assembled in a temporary sibling and moved into place.
+- `logreg_all`: multinomial logistic regression on every feature (full-batch L-BFGS, its L2
+  strength picked on the valid log loss);
+- `mlp`: a small MLP (features -> hidden -> hidden -> 3 logits, ReLU), Adam on shuffled
+  minibatches, early-stopped on the valid log loss.
 
-    python -m models.train --catalog data/sample --train-until +90min --valid-until +120min --out artifacts/signal
+Both are scored against the baselines (`BASELINES`) on the valid and test windows: log loss,
+accuracy, AUC, directional AUC and ECE, per horizon. The main horizon (given, or the one where the
+better candidate gains most over the one-feature logistic on the valid window) decides what
+ships: the candidate with the lower valid log loss there. The verdict then says, on the test
+window, whether it beats the class prior and the one-feature logistic; when it does not, the
+tooling says so and the market's default is to trade without the signal. Everything runs in one
+thread with seeded RNGs and deterministic algorithms, so a seed reproduces the metrics and the
+exported weights bit for bit.
+
+The artifact written to `out/` is `model.pt`, a TorchScript module mapping RAW float32 features
+[N, F] to calibrated probabilities [N, 3] (down, flat, up) with the scaler and temperature inside
+(the same runtime serves either candidate), and `meta.json` describing it, with the whole
+evaluation. `eval_catalogs` scores every model and baseline on other catalogs too (train on one
+capture, test on the next); `evaluate_artifact` scores a saved artifact on any catalog.
+
+    flashmm train --catalog data/sample --train-until +90min --valid-until +120min --out models/artifacts/sample
 """
 
 from __future__ import annotations
@@ -29,12 +42,12 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import tempfile
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -44,48 +57,65 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data.catalog import iso_utc, open_tape, parse_time
+from data.catalog import Tape, iso_utc, open_tape, parse_time
 from models import metrics
 from models.fallback import fallback_probs
-from models.features import FEATURE_NAMES, offline_features
-from models.labels import CLASSES, make_labels
+from models.features import DIRECTIONAL, FEATURE_NAMES, offline_features
+from models.labels import CLASSES, classify, make_labels, past_moves
+from models.report import MODEL_LABELS, render_report  # noqa: F401  (render_report: the CLI's and tests' entry)
 
-MODEL_NAME = "mlp"
+REPORT_KIND = "flashmm.signal_report"
+REPORT_VERSION = 2
+HORIZONS_S = (1.0, 5.0, 30.0)  # the report's markout horizons
+CANDIDATES = ("logreg_all", "logreg_book", "mlp")
+BOOK_FEATURES = ("imb_1", "imb_3", "imb_5", "imb_10", "micro_bps")  # logreg_book's inputs: the book's lean
 BATCH_SIZE = 256
 LEARNING_RATE = 2e-3
 PATIENCE = 5  # epochs without a better valid log loss before stopping
 MIN_IMPROVEMENT = 1e-6
+LOGREG_L2 = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # L2 strengths tried for logreg_all, per unit of the mean loss
 INPUT_CLIP = 8.0  # standardised inputs are clipped to +-8 sd: one wild feature cannot swing the output
 STD_FLOOR = 1e-12  # a constant feature gets std 1 (it standardises to 0)
 VALID_SHARE = 0.2  # of the train window, when valid_until is not given
 MIN_LABELLED_ROWS = {"train": 300, "valid": 100, "test": 100}
+MIN_EVAL_ROWS = 100
+# A horizon can be the main one only if the valid and test windows each span this many of it: a
+# 30 s label on a 60 s window is two independent outcomes, not a score.
+MIN_SPANS = 20
 PERSISTENCE_HIT = 0.6  # probability on the class of the last realised move; the rest split evenly
+BASELINE_FEATURE = "imb_1"
 
 BASELINES = {
     "prior": "class frequencies of the train window, the same for every row",
     "persistence": (
-        f"the class of the last realised move (mid now vs mid `horizon_blocks` blocks ago, same flat "
-        f"band) gets {PERSISTENCE_HIT}, the other two {(1 - PERSISTENCE_HIT) / 2:.1f} each (flat at the "
-        "tape's first blocks)"
+        f"the class of the move realised over the last horizon (same flat band) gets {PERSISTENCE_HIT}, the "
+        f"other two {(1 - PERSISTENCE_HIT) / 2:.1f} each (flat where there is no such past yet)"
     ),
-    "logreg": "multinomial logistic regression on the L1 imbalance alone, fitted on the train window",
-    "fallback": "the runtime's rule-based fallback (models.fallback), fixed constants, not fitted",
+    "logreg_imb": f"multinomial logistic regression on {BASELINE_FEATURE} alone (the L1 imbalance), fitted on "
+                  "the train window",
+    "fallback": "the runtime's rule-based fallback (models.fallback) with the train window's share of moves",
 }
-
-
-def _l1_imbalance_name(names: list[str]) -> str:
-    """The depth-1 imbalance column: contains 'imb' and the level number exactly 1 (not 10)."""
-    found = [n for n in names if "imb" in n.lower() and "1" in re.findall(r"\d+", n)]
-    if len(found) != 1:
-        raise RuntimeError(f"cannot identify the L1 imbalance feature among {names}: candidates {found}")
-    return found[0]
-
-
-L1_IMBALANCE = _l1_imbalance_name(FEATURE_NAMES)
+def hkey(horizon_s: float) -> str:
+    """A horizon as the reports key it: 5.0 -> "5s"."""
+    return f"{horizon_s:g}s"
 
 
 # ---------------------------------------------------------------------------------------------
-# Model
+# Models
+
+
+class Linear(nn.Module):
+    """features -> 3 logits: multinomial logistic regression on the columns `columns` of the
+    input (all of them by default)."""
+
+    def __init__(self, n_features: int, columns: list[int] | None = None) -> None:
+        super().__init__()
+        columns = list(range(n_features)) if columns is None else list(columns)
+        self.register_buffer("columns", torch.tensor(columns, dtype=torch.long))
+        self.net = nn.Sequential(nn.Linear(len(columns), 3))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.index_select(1, self.columns))
 
 
 class MLP(nn.Module):
@@ -104,9 +134,9 @@ class MLP(nn.Module):
 class CalibratedModel(nn.Module):
     """The exported model: raw features [N, F] float32 -> calibrated probabilities [N, 3]."""
 
-    def __init__(self, mlp: MLP, mean: np.ndarray, std: np.ndarray, temperature: float, clip: float) -> None:
+    def __init__(self, net: nn.Module, mean: np.ndarray, std: np.ndarray, temperature: float, clip: float) -> None:
         super().__init__()
-        self.mlp = mlp
+        self.net = net
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
         self.register_buffer("temperature", torch.tensor(float(temperature), dtype=torch.float32))
@@ -114,7 +144,7 @@ class CalibratedModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = torch.clamp((x - self.mean) / self.std, -self.clip, self.clip)
-        return torch.softmax(self.mlp(z) / self.temperature, dim=1)
+        return torch.softmax(self.net(z) / self.temperature, dim=1)
 
 
 @contextmanager
@@ -153,11 +183,16 @@ def _standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tens
                        -INPUT_CLIP, INPUT_CLIP)
 
 
+def _init_prior(layer: nn.Linear, prior: np.ndarray) -> None:
+    """Start from the class prior: the flat class dominates short horizons."""
+    with torch.no_grad():
+        layer.bias.copy_(torch.log(torch.tensor(np.maximum(prior, 1e-6), dtype=torch.float32)))
+
+
 def _fit_mlp(xtr, ytr, xva, yva, hidden, epochs, seed, prior) -> tuple[MLP, dict]:
     rng = np.random.default_rng(seed)
     model = MLP(xtr.shape[1], hidden)
-    with torch.no_grad():  # start from the class prior: the flat class dominates short horizons
-        model.net[-1].bias.copy_(torch.log(torch.tensor(np.maximum(prior, 1e-6), dtype=torch.float32)))
+    _init_prior(model.net[-1], prior)
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     ytr_t, yva_t = torch.from_numpy(ytr), torch.from_numpy(yva)
     n = len(ytr)
@@ -189,48 +224,118 @@ def _fit_mlp(xtr, ytr, xva, yva, hidden, epochs, seed, prior) -> tuple[MLP, dict
                    "history": history}
 
 
-def _fit_calibrated(tr: dict, va: dict, hidden: int, epochs: int, seed: int):
-    """Scaler and prior from `tr`, MLP early-stopped on `va`, temperature fitted on `va`."""
-    mean = tr["x"].mean(axis=0)
-    std = tr["x"].std(axis=0)
-    std = np.where(std > STD_FLOOR, std, 1.0)
-    prior = np.bincount(tr["y"], minlength=3)[:3] / len(tr["y"])
+def _fit_linear(xtr, ytr, xva, yva, prior, columns: list[int] | None = None) -> tuple[Linear, dict]:
+    """Multinomial logistic regression by full-batch L-BFGS for each L2 strength in LOGREG_L2
+    (on the weights, not the intercepts); the one with the lowest valid log loss is kept."""
+    ytr_t, yva_t = torch.from_numpy(ytr), torch.from_numpy(yva)
+    best = None
+    tried = []
+    for l2 in LOGREG_L2:
+        model = Linear(xtr.shape[1], columns)
+        with torch.no_grad():
+            model.net[0].weight.zero_()
+        _init_prior(model.net[0], prior)
+        opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=300, tolerance_grad=1e-9,
+                                tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
+
+        def closure(model=model, opt=opt, l2=l2):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(xtr), ytr_t) + l2 * (model.net[0].weight ** 2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        model.eval()
+        with torch.no_grad():
+            valid_loss = F.cross_entropy(model(xva), yva_t).item()
+        tried.append({"l2": l2, "valid_log_loss": valid_loss})
+        if best is None or valid_loss < best[0] - MIN_IMPROVEMENT:
+            best = (valid_loss, l2, model)
+    return best[2], {"l2": best[1], "best_valid_log_loss": best[0], "tried": tried}
+
+
+@dataclass
+class Fitted:
+    """One candidate fitted for one horizon: the exported module and how it was trained."""
+
+    name: str
+    module: CalibratedModel
+    uncalibrated: CalibratedModel
+    temperature: float
+    training: dict
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.module(torch.from_numpy(np.asarray(x, dtype=np.float32))).double().numpy()
+
+    def predict_uncalibrated(self, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.uncalibrated(torch.from_numpy(np.asarray(x, dtype=np.float32))).double().numpy()
+
+
+_SIGN = np.array([-1.0 if name in DIRECTIONAL else 1.0 for name in FEATURE_NAMES])
+
+
+def mirror(x: np.ndarray, y: np.ndarray | None = None):
+    """The rows of a mirrored market: directional features negated, down and up swapped."""
+    mx = np.asarray(x) * _SIGN
+    return mx if y is None else (mx, 2 - np.asarray(y))
+
+
+def _augment(window: dict) -> dict:
+    """The window with its mirror image appended: a model fitted on it has no preferred direction."""
+    mx, my = mirror(window["x"], window["y"])
+    return {**window, "x": np.concatenate([window["x"], mx]), "y": np.concatenate([window["y"], my])}
+
+
+def _scaler(x: np.ndarray, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
+    if symmetric:
+        x = np.concatenate([x, mirror(x)])
+    mean = x.mean(axis=0)
+    if symmetric:
+        mean[_SIGN < 0] = 0.0  # exactly: a mirrored row standardises to the negated row
+    std = x.std(axis=0)
+    return mean, np.where(std > STD_FLOOR, std, 1.0)
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    hidden: int = 32
+    epochs: int = 30
+    seed: int = 0
+    symmetric: bool = True
+
+
+def _fit_candidate(name: str, tr: dict, va: dict, scaler, opts: FitOptions) -> Fitted:
+    """`name` fitted on `tr` (scaler from the train window), early-stopped or regularised on `va`,
+    temperature fitted on `va`; `symmetric`: both windows with their mirror images (see `mirror`)."""
+    mean, std = scaler
+    hidden, epochs, seed = opts.hidden, opts.epochs, opts.seed
+    if opts.symmetric:
+        tr, va = _augment(tr), _augment(va)
+    prior = _prior(tr["y"])
     xtr, xva = _standardise(tr["x"], mean, std), _standardise(va["x"], mean, std)
-    mlp, training = _fit_mlp(xtr, tr["y"], xva, va["y"], hidden, epochs, seed, prior)
+    if name == "mlp":
+        net, training = _fit_mlp(xtr, tr["y"], xva, va["y"], hidden, epochs, seed, prior)
+    elif name == "logreg_all":
+        net, training = _fit_linear(xtr, tr["y"], xva, va["y"], prior)
+    elif name == "logreg_book":
+        net, training = _fit_linear(xtr, tr["y"], xva, va["y"], prior, [FEATURE_NAMES.index(f) for f in BOOK_FEATURES])
+    else:
+        raise ValueError(f"unknown candidate {name!r}: choose from {CANDIDATES}")
     with torch.no_grad():
-        valid_logits = mlp(xva).double().numpy()
+        valid_logits = net(xva).double().numpy()
     temperature = fit_temperature(valid_logits, va["y"])
     # No autograd in the export: a TorchScript graph first run with grad-requiring weights fails
     # when later called under torch.inference_mode (as the runtime does).
-    mlp.requires_grad_(False)
-    return mlp, mean, std, prior, temperature, training
+    net.requires_grad_(False)
+    net.eval()
+    return Fitted(name, CalibratedModel(net, mean, std, temperature, INPUT_CLIP).eval(),
+                  CalibratedModel(net, mean, std, 1.0, INPUT_CLIP).eval(), temperature, training)
 
 
-def _walk_forward(frame, bounds, folds, horizon_blocks, threshold_bps, hidden, epochs, seed) -> list[dict]:
-    """Time-ordered walk-forward over the test window: for each of `folds` consecutive slices, refit
-    on everything before it (its last VALID_SHARE early-stops and calibrates) and score the slice.
-    Each fold's model sees only the past of the data it is scored on."""
-    start = bounds["train"][0]
-    lo, hi, _ = bounds["test"]
-    cuts = [lo + (hi - lo) * i // folds for i in range(folds + 1)]
-    results = []
-    for i in range(folds):
-        split = start + int((cuts[i] - start) * (1 - VALID_SHARE))
-        fold_bounds = {"train": (start, split, False), "valid": (split, cuts[i], False),
-                       "test": (cuts[i], cuts[i + 1], i == folds - 1)}
-        w = _prepare(frame, fold_bounds, horizon_blocks, threshold_bps)
-        mlp, mean, std, prior, temperature, _ = _fit_calibrated(w["train"], w["valid"], hidden, epochs, seed)
-        model = CalibratedModel(mlp, mean, std, temperature, INPUT_CLIP).eval()
-        with torch.no_grad():
-            probs = model(torch.from_numpy(w["test"]["x"].astype(np.float32))).double().numpy()
-        y = w["test"]["y"]
-        results.append({
-            "fold": i + 1, "fit_until": iso_utc(cuts[i]), "test": [iso_utc(cuts[i]), iso_utc(cuts[i + 1])],
-            "labelled": int(len(y)),
-            "mlp": metrics.evaluate(y, probs), "prior": metrics.evaluate(y, np.tile(prior, (len(y), 1))),
-            "fallback": metrics.evaluate(y, fallback_probs(w["test"]["frame"])),
-        })
-    return results
+def _prior(y: np.ndarray) -> np.ndarray:
+    return np.bincount(y, minlength=3)[:3] / len(y)
 
 
 def _nll_at(logits: np.ndarray, y: np.ndarray, t: float) -> float:
@@ -283,24 +388,45 @@ def _fit_logreg(x: np.ndarray, y: np.ndarray) -> dict:
         return loss
 
     opt.step(closure)
-    return {"mean": mean, "std": std, "coef": w.detach().numpy()[0].tolist(), "intercept": b.detach().numpy().tolist()}
+    return {"feature": BASELINE_FEATURE, "mean": mean, "std": std, "coef": w.detach().numpy()[0].tolist(),
+            "intercept": b.detach().numpy().tolist()}
 
 
 def _logreg_probs(fit: dict, x: np.ndarray) -> np.ndarray:
+    x = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=fit["mean"], posinf=fit["mean"], neginf=fit["mean"])
     z = ((x - fit["mean"]) / fit["std"])[:, None] * np.asarray(fit["coef"])[None, :] + np.asarray(fit["intercept"])
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _persistence_probs(persist: np.ndarray) -> np.ndarray:
+    out = np.full((len(persist), 3), (1 - PERSISTENCE_HIT) / 2)
+    out[np.arange(len(persist)), persist] = PERSISTENCE_HIT
+    return out
+
+
+def baseline_fits(tr: dict) -> dict:
+    """What the baselines learn from a train window: the class prior and the one-feature logistic."""
+    prior = _prior(tr["y"])
+    return {"prior": prior.tolist(), "logreg_imb": _fit_logreg(tr["x"][:, FEATURE_NAMES.index(BASELINE_FEATURE)],
+                                                               tr["y"])}
+
+
+def baseline_forecasts(fits: dict, window: dict) -> dict[str, np.ndarray]:
+    """Every baseline's probabilities on a prepared window."""
+    prior = np.asarray(fits["prior"])
+    n = len(window["y"])
+    return {
+        "prior": np.tile(prior, (n, 1)),
+        "persistence": _persistence_probs(window["persist"]),
+        "logreg_imb": _logreg_probs(fits["logreg_imb"], window["x"][:, FEATURE_NAMES.index(BASELINE_FEATURE)]),
+        "fallback": fallback_probs(window["x"], p_move=1.0 - float(prior[1])),
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Windows and labels
-
-
-def _labels(mid: np.ndarray, horizon_blocks: int, threshold_bps: float) -> tuple[np.ndarray, np.ndarray]:
-    """(cls, move_bps)."""
-    move, cls = make_labels(mid, horizon_blocks=horizon_blocks, threshold_bps=threshold_bps)
-    return cls, move
 
 
 def _window_bounds(tape, train_until, valid_until, end) -> dict[str, tuple[int, int, bool]]:
@@ -330,39 +456,70 @@ def _window_bounds(tape, train_until, valid_until, end) -> dict[str, tuple[int, 
     return {"train": (start, t_train, False), "valid": (t_train, t_valid, False), "test": (t_valid, t_end, True)}
 
 
-def _prepare(frame: pd.DataFrame, bounds, horizon_blocks, threshold_bps) -> dict:
-    """Per window: features X, labels y, moves, persistence classes, the fallback input rows."""
+def _prepare(frame: pd.DataFrame, bounds, horizon_s: float, threshold_bps: float,
+             minimum: dict[str, int] = MIN_LABELLED_ROWS) -> dict:
+    """Per window: features X, labels y, moves, persistence classes, for one horizon.
+
+    Labels are made from the window's own rows, so none looks past the window's end. The
+    persistence class at a row is the class of the move over the horizon up to it, over the whole
+    frame (it only uses mids up to the row, so crossing a window boundary backwards is no leak)."""
     ts = frame["ts"].to_numpy()
+    mid = frame["mid"].to_numpy()
     x_all = frame[FEATURE_NAMES].to_numpy(dtype=np.float64)
-    # The last realised move at row i is the label of row i - h over the whole span (it only uses
-    # mids up to row i, so crossing a window boundary backwards is no leak).
-    cls_all, _ = _labels(frame["mid"].to_numpy(), horizon_blocks, threshold_bps)
-    persist = np.ones(len(frame), dtype=np.int64)  # flat where no move has been seen yet
-    if len(frame) > horizon_blocks:
-        persist[horizon_blocks:] = cls_all[:-horizon_blocks]
+    past = past_moves(ts, mid, horizon_s)
+    persist = np.where(np.isnan(past), 1, classify(np.nan_to_num(past), threshold_bps))
     windows = {}
     for name, (lo, hi, inclusive) in bounds.items():
         mask = (ts >= lo) & ((ts <= hi) if inclusive else (ts < hi))
         idx = np.flatnonzero(mask)
-        cls, move = _labels(frame["mid"].to_numpy()[idx], horizon_blocks, threshold_bps)
+        move, cls = make_labels(ts[idx], mid[idx], horizon_s, threshold_bps)
         finite = np.all(np.isfinite(x_all[idx]), axis=1)
         keep = (cls >= 0) & finite
         n_lab = int(keep.sum())
-        need = MIN_LABELLED_ROWS[name]
+        need = minimum[name]
         if n_lab < need:
             raise ValueError(
-                f"the {name} window [{iso_utc(lo)}, {iso_utc(hi)}{']' if inclusive else ')'} has {len(idx)} blocks and "
-                f"{n_lab} labelled rows; at least {need} are needed: widen it (train_until / valid_until / end)"
+                f"the {name} window [{iso_utc(lo)}, {iso_utc(hi)}{']' if inclusive else ')'} has {len(idx)} rows and "
+                f"{n_lab} rows labelled at the {hkey(horizon_s)} horizon; at least {need} are needed: widen it "
+                "(train_until / valid_until / end) or use shorter horizons"
             )
         rows = idx[keep]
         windows[name] = {
             "x": x_all[rows], "y": cls[keep], "move": move[keep], "persist": persist[rows],
-            "frame": frame.iloc[rows], "bounds": (lo, hi), "blocks": int(len(idx)),
+            "bounds": (lo, hi), "rows": int(len(idx)), "labelled": n_lab,
             "dropped_nonfinite": int(((cls >= 0) & ~finite).sum()),
         }
-    if len(np.unique(windows["train"]["y"])) < 2:
-        raise ValueError("the train window holds a single class: lower threshold_bps or widen the window")
+    if "train" in windows and len(np.unique(windows["train"]["y"])) < 2:
+        raise ValueError(f"the train window holds a single class at the {hkey(horizon_s)} horizon: lower "
+                         "threshold_bps or widen the window")
     return windows
+
+
+def _score(y: np.ndarray, forecasts: dict[str, np.ndarray]) -> dict[str, dict]:
+    return {name: metrics.evaluate(y, p) for name, p in forecasts.items()}
+
+
+def _beats(scores: dict, model: str) -> dict[str, bool]:
+    """Whether `model`'s log loss is below each baseline's."""
+    return {name: scores[model]["log_loss"] < scores[name]["log_loss"] for name in ("prior", "logreg_imb")}
+
+
+def _verdict(scores: dict, model: str, horizon_s: float, where: str) -> dict:
+    """Does the shipped model beat the class prior and the one-feature logistic on log loss?"""
+    beats = _beats(scores, model)
+    ships = all(beats.values())
+    gain = scores["logreg_imb"]["log_loss"] - scores[model]["log_loss"]
+    if ships:
+        text = (f"{MODEL_LABELS[model]} beats the class prior and the logistic on {BASELINE_FEATURE} at "
+                f"{hkey(horizon_s)} on {where} (log loss {scores[model]['log_loss']:.4f} vs "
+                f"{scores['logreg_imb']['log_loss']:.4f} and {scores['prior']['log_loss']:.4f})")
+    else:
+        lost = [MODEL_LABELS[name] for name, ok in beats.items() if not ok]
+        text = (f"NO MODEL BEATS THE BASELINES at {hkey(horizon_s)} on {where}: {MODEL_LABELS[model]} does not beat "
+                f"{' or '.join(lost)} on log loss; trade this market with the signal off (strategy.use_signal = "
+                "false)")
+    return {"ships": ships, "model": model, "horizon_s": horizon_s, "beats": beats, "log_loss_gain_vs_logreg_imb": gain,
+            "where": where, "text": text}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,91 +594,193 @@ def _write_artifact(out: Path, scripted: torch.jit.ScriptModule, meta: dict, pro
 # Training
 
 
+@dataclass
+class _Horizon:
+    horizon_s: float
+    windows: dict
+    fits: dict
+    fitted: dict[str, Fitted]
+    scores: dict
+    best: str
+
+
+def _fit_horizon(frame, bounds, horizon_s, threshold_bps, scaler, candidates, opts: FitOptions) -> _Horizon:
+    w = _prepare(frame, bounds, horizon_s, threshold_bps)
+    fits = baseline_fits(w["train"])
+    fitted = {name: _fit_candidate(name, w["train"], w["valid"], scaler, opts) for name in candidates}
+    scores = {}
+    for name in ("valid", "test"):
+        forecasts = {c: f.predict(w[name]["x"]) for c, f in fitted.items()}
+        forecasts.update(baseline_forecasts(fits, w[name]))
+        scores[name] = _score(w[name]["y"], forecasts)
+    best = min(candidates, key=lambda c: (scores["valid"][c]["log_loss"], candidates.index(c)))
+    return _Horizon(horizon_s, w, fits, fitted, scores, best)
+
+
+def _spans(bounds: dict, horizon_s: float) -> float:
+    """How many horizons the shorter of the valid and test windows spans."""
+    return min(bounds[n][1] - bounds[n][0] for n in ("valid", "test")) / (horizon_s * 1e9)
+
+
+def _valid_gain(h: _Horizon) -> float:
+    """The best candidate's relative log-loss gain over the one-feature logistic, on valid."""
+    base = h.scores["valid"]["logreg_imb"]["log_loss"]
+    return (base - h.scores["valid"][h.best]["log_loss"]) / base
+
+
+def _walk_forward(frame, bounds, folds, horizon_s, threshold_bps, family, opts: FitOptions) -> list[dict]:
+    """Time-ordered walk-forward over the test window: for each of `folds` consecutive slices, refit
+    `family` on everything before it (its last VALID_SHARE early-stops and calibrates) and score the
+    slice. Each fold's model sees only the past of the data it is scored on."""
+    start = bounds["train"][0]
+    lo, hi, _ = bounds["test"]
+    cuts = [lo + (hi - lo) * i // folds for i in range(folds + 1)]
+    results = []
+    for i in range(folds):
+        split = start + int((cuts[i] - start) * (1 - VALID_SHARE))
+        fold_bounds = {"train": (start, split, False), "valid": (split, cuts[i], False),
+                       "test": (cuts[i], cuts[i + 1], i == folds - 1)}
+        w = _prepare(frame, fold_bounds, horizon_s, threshold_bps)
+        fitted = _fit_candidate(family, w["train"], w["valid"], _scaler(w["train"]["x"], opts.symmetric), opts)
+        forecasts = {family: fitted.predict(w["test"]["x"]), **baseline_forecasts(baseline_fits(w["train"]), w["test"])}
+        scores = _score(w["test"]["y"], forecasts)
+        results.append({
+            "fold": i + 1, "fit_until": iso_utc(cuts[i]), "test": [iso_utc(cuts[i]), iso_utc(cuts[i + 1])],
+            "labelled": int(len(w["test"]["y"])), "model": family,
+            "scores": {k: scores[k] for k in (family, "prior", "logreg_imb", "fallback")},
+        })
+    return results
+
+
 def train(
     catalog: str | Path,
     train_until: str,
     valid_until: str | None,
     out: str | Path,
     seed: int = 0,
-    horizon_blocks: int = 1,
-    threshold_bps: float = 1.0,
+    horizons_s: tuple[float, ...] = HORIZONS_S,
+    main_horizon_s: float | None = None,
+    threshold_bps: float = 0.0,
     epochs: int = 30,
     hidden: int = 32,
     end: str | None = None,
-    baseline_feature: str = L1_IMBALANCE,
     folds: int = 3,
+    candidates: tuple[str, ...] = CANDIDATES,
+    eval_catalogs: tuple[str | Path, ...] = (),
+    eval_start: str | None = None,
+    eval_end: str | None = None,
+    symmetric: bool = True,
 ) -> dict:
-    """Train, calibrate, score out of sample and export the signal model; returns the report.
+    """Train, select, score out of sample and export the signal model; returns the report.
 
     Times are ISO or offsets from the tape start ('+90min'). `end` cuts the test window short
-    (default: the tape end). `baseline_feature` is the single feature of the logistic baseline.
-    `folds` > 0 adds a walk-forward evaluation over the test window (see `_walk_forward`).
+    (default: the tape end). `main_horizon_s` (one of `horizons_s`) fixes the horizon the shipped
+    model predicts; by default it is the one where the better candidate gains most over the
+    one-feature logistic on the valid window. `folds` > 0 adds a walk-forward evaluation of the
+    shipped family over the test window. Each of `eval_catalogs` is scored over
+    [`eval_start`, `eval_end`] (default: the whole catalog) by every model and baseline.
     """
     t0 = time.perf_counter()
     out = Path(out)
-    if epochs < 1 or hidden < 1 or horizon_blocks < 1:
-        raise ValueError(f"epochs, hidden and horizon_blocks must be >= 1 (got {epochs}, {hidden}, {horizon_blocks})")
-    if baseline_feature not in FEATURE_NAMES:
-        raise ValueError(f"baseline_feature {baseline_feature!r} is not a feature; choose from {FEATURE_NAMES}")
+    horizons_s = tuple(sorted({float(h) for h in horizons_s}))
+    if epochs < 1 or hidden < 1:
+        raise ValueError(f"epochs and hidden must be >= 1 (got {epochs}, {hidden})")
+    if not horizons_s or min(horizons_s) <= 0:
+        raise ValueError(f"horizons must be > 0 seconds, got {horizons_s}")
+    if main_horizon_s is not None and float(main_horizon_s) not in horizons_s:
+        raise ValueError(f"main horizon {main_horizon_s:g}s is not among the horizons {[hkey(h) for h in horizons_s]}")
+    if threshold_bps < 0:
+        raise ValueError(f"threshold_bps must be >= 0, got {threshold_bps}")
+    unknown = [c for c in candidates if c not in CANDIDATES]
+    if unknown or not candidates:
+        raise ValueError(f"candidates must be some of {CANDIDATES}, got {candidates}")
+    candidates = tuple(dict.fromkeys(candidates))
     _check_out(out)  # fail before the work, not after it
     tape = open_tape(catalog)
     bounds = _window_bounds(tape, train_until, valid_until, end)
     frame = offline_features(tape, None, bounds["test"][1])
     t_features = time.perf_counter() - t0
-    w = _prepare(frame, bounds, horizon_blocks, threshold_bps)
-    tr, va, te = w["train"], w["valid"], w["test"]
-
-    default_moves = (-threshold_bps, 0.0, threshold_bps)
-    class_moves = [float(tr["move"][tr["y"] == k].mean()) if np.any(tr["y"] == k) else default_moves[k]
-                   for k in range(3)]
+    ts = frame["ts"].to_numpy()
+    x_all = frame[FEATURE_NAMES].to_numpy(np.float64)
+    in_train = (ts >= bounds["train"][0]) & (ts < bounds["train"][1]) & np.all(np.isfinite(x_all), axis=1)
+    if not in_train.any():
+        raise ValueError(f"the train window [{iso_utc(bounds['train'][0])}, {iso_utc(bounds['train'][1])}) holds "
+                         "no rows: widen it")
+    scaler = _scaler(x_all[in_train], symmetric)  # from the train window only, the same for every horizon
+    opts = FitOptions(hidden, epochs, seed, symmetric)
 
     with _deterministic(seed):
-        # Scaler, prior and class statistics from the train window only.
-        mlp, mean, std, prior, temperature, training = _fit_calibrated(tr, va, hidden, epochs, seed)
-        exported = CalibratedModel(mlp, mean, std, temperature, INPUT_CLIP).eval()
-        scripted = torch.jit.script(exported)
-        uncalibrated = torch.jit.script(CalibratedModel(mlp, mean, std, 1.0, INPUT_CLIP).eval())
-        with torch.inference_mode():
-            probs = {name: scripted(torch.from_numpy(w[name]["x"].astype(np.float32))).double().numpy()
-                     for name in ("valid", "test")}
-            raw = {name: uncalibrated(torch.from_numpy(w[name]["x"].astype(np.float32))).double().numpy()
-                   for name in ("valid", "test")}
-        logreg = _fit_logreg(tr["x"][:, FEATURE_NAMES.index(baseline_feature)], tr["y"])
-        walk_forward = (_walk_forward(frame, bounds, folds, horizon_blocks, threshold_bps, hidden, epochs, seed)
+        per_h = {h: _fit_horizon(frame, bounds, h, threshold_bps, scaler, candidates, opts)
+                 for h in horizons_s}
+        eligible = [h for h in horizons_s if _spans(bounds, h) >= MIN_SPANS] or [horizons_s[0]]
+        main = float(main_horizon_s) if main_horizon_s is not None else max(
+            eligible, key=lambda h: (_valid_gain(per_h[h]), -h))
+        chosen = per_h[main]
+        selected = chosen.best
+        shipped = chosen.fitted[selected]
+        scripted = torch.jit.script(shipped.module)
+        walk_forward = (_walk_forward(frame, bounds, folds, main, threshold_bps, selected, opts)
                         if folds else [])
     t_train = time.perf_counter() - t0 - t_features
 
-    # Out-of-sample scores on the test window.
-    y_te = te["y"]
-    hit, miss = PERSISTENCE_HIT, (1 - PERSISTENCE_HIT) / 2
-    persistence = np.full((len(y_te), 3), miss)
-    persistence[np.arange(len(y_te)), te["persist"]] = hit
-    forecasts = {
-        "mlp": probs["test"],
-        "mlp_uncalibrated": raw["test"],
-        "prior": np.tile(prior, (len(y_te), 1)),
-        "persistence": persistence,
-        "logreg": _logreg_probs(logreg, te["x"][:, FEATURE_NAMES.index(baseline_feature)]),
-        "fallback": fallback_probs(te["frame"]),
-    }
-    test_scores = {name: metrics.evaluate(y_te, p) for name, p in forecasts.items()}
+    w = chosen.windows
+    tr, te = w["train"], w["test"]
+    class_moves = [float(tr["move"][tr["y"] == k].mean()) if np.any(tr["y"] == k) else
+                   (-threshold_bps, 0.0, threshold_bps)[k] for k in range(3)]
+    probs = {name: shipped.predict(w[name]["x"]) for name in ("valid", "test")}
+    raw = {name: shipped.predict_uncalibrated(w[name]["x"]) for name in ("valid", "test")}
     expected = probs["test"] @ np.asarray(class_moves)
-    weights_hash = _weights_sha256(exported)
-    model_id = f"{MODEL_NAME}-{weights_hash[:12]}"
+    weights_hash = _weights_sha256(shipped.module)
+    model_id = f"{selected}-{weights_hash[:12]}"
 
     windows = {}
     for name in ("train", "valid", "test"):
         lo, hi = w[name]["bounds"]
-        windows[name] = {"start": iso_utc(lo), "end": iso_utc(hi), "blocks": w[name]["blocks"],
-                         "labelled": int(len(w[name]["y"])), "dropped_nonfinite": w[name]["dropped_nonfinite"]}
-    scores = {
+        windows[name] = {"start": iso_utc(lo), "end": iso_utc(hi), "rows": w[name]["rows"],
+                         "labelled": {hkey(h): per_h[h].windows[name]["labelled"] for h in horizons_s},
+                         "dropped_nonfinite": w[name]["dropped_nonfinite"]}
+    horizons = {}
+    for h, ph in per_h.items():
+        horizons[hkey(h)] = {
+            "horizon_s": h,
+            "class_frequencies": {n: metrics.class_frequencies(ph.windows[n]["y"]) for n in ("train", "valid", "test")},
+            "valid": ph.scores["valid"],
+            "test": ph.scores["test"],
+            "best_on_valid": ph.best,
+            "valid_gain_vs_logreg_imb": _valid_gain(ph),
+            "spans": _spans(bounds, h),
+            "training": {c: _training_summary(f) for c, f in ph.fitted.items()},
+        }
+    selection = {
+        "main_horizon_s": main,
+        "model": selected,
+        "rule": ("main horizon: " + ("given" if main_horizon_s is not None else
+                                     "the largest relative valid log-loss gain of the best candidate over the "
+                                     f"logistic on {BASELINE_FEATURE}, among horizons the valid and test windows "
+                                     f"span at least {MIN_SPANS} times")
+                 + "; model: the candidate with the lower valid log loss at the main horizon"),
+        "candidates": list(candidates),
+    }
+    verdict = _verdict(chosen.scores["test"], selected, main, "the test window")
+    fallback_p_move = 1.0 - float(chosen.fits["prior"][1])
+    report = {
+        "kind": REPORT_KIND,
+        "version": REPORT_VERSION,
+        "model_id": model_id,
+        "catalog": str(catalog),
+        "instrument_id": str(tape.instrument.id),
+        "venue_profile": tape.meta.get("venue_profile"),
+        "synthetic": bool(tape.meta.get("synthetic", False)),
+        "seed": seed,
+        "label": {"horizons_s": list(horizons_s), "horizon_s": main, "threshold_bps": threshold_bps,
+                  "classes": list(CLASSES)},
         "windows": windows,
-        "class_frequencies": {name: metrics.class_frequencies(w[name]["y"]) for name in ("train", "valid", "test")},
-        "test": test_scores,
-        "valid": {"mlp": metrics.evaluate(va["y"], probs["valid"]),
-                  "mlp_uncalibrated": metrics.evaluate(va["y"], raw["valid"])},
+        "horizons": horizons,
+        "selection": selection,
+        "verdict": verdict,
         "calibration": {
-            "temperature": temperature,
+            "model": selected,
+            "temperature": shipped.temperature,
             **{name: {"before": metrics.calibration(w[name]["y"], raw[name], classes=CLASSES),
                       "after": metrics.calibration(w[name]["y"], probs[name], classes=CLASSES)}
                for name in ("valid", "test")},
@@ -532,34 +791,30 @@ def train(
                           if np.std(expected) > 0 and np.std(te["move"]) > 0 else None),
             "test_mae_bps": float(np.mean(np.abs(expected - te["move"]))),
         },
-        "training": {**{k: v for k, v in training.items()}},
+        "baselines": {**BASELINES, "fits": {hkey(h): ph.fits for h, ph in per_h.items()}},
         "walk_forward": walk_forward,
     }
-    report = {
-        "model_id": model_id,
-        "catalog": str(catalog),
-        "seed": seed,
-        "label": {"horizon_blocks": horizon_blocks, "threshold_bps": threshold_bps, "classes": list(CLASSES)},
-        "baseline_feature": baseline_feature,
-        "baselines": {**BASELINES, "prior_probs": prior.tolist(), "logreg_fit": logreg},
-        **scores,
-    }
+    report["evaluations"] = [
+        _evaluate_catalog(c, eval_start, eval_end, per_h, threshold_bps, selected, main) for c in eval_catalogs]
+    report = json_clean(report)
     meta = {
         "model_id": model_id,
         "feature_names": list(FEATURE_NAMES),
-        "scaler": {"mean": mean.tolist(), "std": std.tolist(), "clip": INPUT_CLIP},
-        "temperature": temperature,
-        "label": {"horizon_blocks": horizon_blocks, "threshold_bps": threshold_bps, "classes": list(CLASSES),
+        "scaler": {"mean": scaler[0].tolist(), "std": scaler[1].tolist(), "clip": INPUT_CLIP},
+        "temperature": shipped.temperature,
+        "label": {"horizon_s": main, "threshold_bps": threshold_bps, "classes": list(CLASSES),
                   "class_mean_move_bps": class_moves},
+        "fallback": {"p_move": fallback_p_move, "rule": "models.fallback"},
+        "baselines": chosen.fits,
         "windows": {name: [windows[name]["start"], windows[name]["end"]] for name in windows},
-        "metrics": scores,
+        "selection": selection,
+        "verdict": verdict,
+        "report": {k: v for k, v in report.items() if k not in ("calibration",)},
         "seed": seed,
         "versions": _versions(),
-        "architecture": {"type": MODEL_NAME, "hidden": hidden, "layers": [len(FEATURE_NAMES), hidden, hidden, 3],
-                         "activation": "relu", "input": "raw float32 features [N, F] in feature_names order",
-                         "output": "calibrated probabilities [N, 3] in label.classes order"},
+        "architecture": _architecture(selected, hidden, shipped),
         "training": {"epochs": epochs, "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE, "patience": PATIENCE,
-                     "catalog": str(catalog), "instrument_id": str(tape.instrument.id)},
+                     "logreg_l2": list(LOGREG_L2), "catalog": str(catalog), "instrument_id": str(tape.instrument.id)},
         "weights_sha256": weights_hash,
     }
     with _quiet_jit():
@@ -569,79 +824,98 @@ def train(
     return report
 
 
+def json_clean(value):
+    """`value` with every non-finite float as None (JSON has no NaN): an AUC with one class absent."""
+    if isinstance(value, dict):
+        return {k: json_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _training_summary(f: Fitted) -> dict:
+    info = {k: v for k, v in f.training.items() if k != "history"}
+    return {**info, "temperature": f.temperature}
+
+
+def _architecture(name: str, hidden: int, fitted: Fitted) -> dict:
+    n = len(FEATURE_NAMES)
+    common = {"input": "raw float32 features [N, F] in feature_names order",
+              "output": "calibrated probabilities [N, 3] in label.classes order"}
+    if name == "mlp":
+        return {"type": "mlp", "hidden": hidden, "layers": [n, hidden, hidden, 3], "activation": "relu", **common}
+    inputs = list(BOOK_FEATURES) if name == "logreg_book" else list(FEATURE_NAMES)
+    return {"type": name, "layers": [len(inputs), 3], "inputs": inputs, "l2": fitted.training["l2"], **common}
+
+
 # ---------------------------------------------------------------------------------------------
-# Report
-
-_ROWS = [
-    ("mlp", "MLP, calibrated"),
-    ("mlp_uncalibrated", "MLP, before temperature"),
-    ("prior", "class prior (train)"),
-    ("persistence", "persistence"),
-    ("logreg", "logistic on {feature}"),
-    ("fallback", "rule-based fallback"),
-]
+# Scoring on other catalogs
 
 
-def _fmt(v, spec=".4f") -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+def _eval_frame(catalog, start, end) -> tuple[Tape, pd.DataFrame, int, int]:
+    tape = open_tape(catalog)
+    lo = parse_time(start, tape, "eval start")
+    hi = parse_time(end, tape, "eval end")
+    lo = tape.start_ns if lo is None else max(lo, tape.start_ns)
+    hi = tape.end_ns if hi is None else min(hi, tape.end_ns)
+    if hi <= lo:
+        raise ValueError(f"the evaluation window of {catalog} is empty: {iso_utc(lo)} .. {iso_utc(hi)}")
+    return tape, offline_features(tape, lo, hi), lo, hi
 
 
-def render_report(report: dict) -> str:
-    """The out-of-sample report as text: windows, class frequencies, the test-window table of every
-    model and baseline, calibration before/after temperature scaling and the test reliability table."""
-    lab, win = report["label"], report["windows"]
-    tw = max(len(win[n][k]) for n in win for k in ("start", "end"))
-    lines = [
-        f"signal model {report['model_id']}  (seed {report['seed']}, horizon {lab['horizon_blocks']} block(s), "
-        f"flat band +-{lab['threshold_bps']:g} bps)",
-        "",
-        f"{'window':<7} {'start':<{tw}} {'end':<{tw}} {'blocks':>7} {'labelled':>8}   "
-        + "  ".join(f"{c:>6}" for c in lab["classes"]),
-    ]
-    for name in ("train", "valid", "test"):
-        freq = report["class_frequencies"][name]
-        lines.append(f"{name:<7} {win[name]['start']:<{tw}} {win[name]['end']:<{tw}} {win[name]['blocks']:>7} "
-                     f"{win[name]['labelled']:>8}   " + "  ".join(f"{f:>6.3f}" for f in freq))
-    lines += ["", f"Out-of-sample, test window ({win['test']['labelled']} labelled blocks):",
-              f"{'model':<32} {'log loss':>9} {'accuracy':>9} {'AUC':>7} {'ECE':>7}"]
-    for key, label in _ROWS:
-        s = report["test"][key]
-        label = label.format(feature=report.get("baseline_feature", "L1 imbalance"))
-        lines.append(f"{label:<32} {_fmt(s['log_loss']):>9} {_fmt(s['accuracy']):>9} {_fmt(s['auc']):>7} "
-                     f"{_fmt(s['ece']):>7}")
-    cal = report["calibration"]
-    lines += [
-        "",
-        f"temperature {cal['temperature']:.4f} (fitted on valid); ECE before -> after: "
-        f"valid {cal['valid']['before']['ece']:.4f} -> {cal['valid']['after']['ece']:.4f}, "
-        f"test {cal['test']['before']['ece']:.4f} -> {cal['test']['after']['ece']:.4f}",
-        "persistence: " + report["baselines"]["persistence"],
-    ]
-    em = report["expected_move"]
-    lines.append("class mean move (train, bps): " + ", ".join(
-        f"{c} {m:+.3f}" for c, m in zip(lab["classes"], em["class_mean_move_bps"], strict=True))
-        + f"; expected move vs realised on test: corr {_fmt(em['test_corr'], '.3f')}, MAE {em['test_mae_bps']:.3f} bps")
-    tr = report["training"]
-    lines.append(f"training: {tr['epochs_run']} epochs, best {tr['best_epoch']} "
-                 f"(valid log loss {tr['best_valid_log_loss']:.4f})")
-    if report.get("walk_forward"):
-        lines += ["", "walk-forward over the test window (refit on all data before each fold; log loss / AUC):",
-                  f"{'fold':<5} {'test window (UTC)':<20} {'rows':>6} {'MLP':>15} {'prior':>15} {'fallback':>15}"]
-        for f in report["walk_forward"]:
-            cells = [f"{f[k]['log_loss']:.4f} / {_fmt(f[k]['auc'], '.3f')}" for k in ("mlp", "prior", "fallback")]
-            window = f"{f['test'][0][11:19]}..{f['test'][1][11:19]}"
-            lines.append(f"{f['fold']:<5} {window:<20} {f['labelled']:>6} "
-                         + " ".join(f"{c:>15}" for c in cells))
-    lines += ["", "reliability on test (confidence = highest probability, calibrated):",
-              f"{'bin':<11} {'count':>7} {'mean pred':>10} {'observed':>9}"]
-    for b in cal["test"]["after"]["confidence"]:
-        if b["count"]:
-            lines.append(f"[{b['lo']:.1f}, {b['hi']:.1f}) {b['count']:>7} {_fmt(b['mean_predicted']):>10} "
-                         f"{_fmt(b['observed_frequency']):>9}")
-    if "artifact" in report:
-        art = report["artifact"]
-        lines += ["", f"artifact: {art['path']} (model.pt {art['model_bytes']} bytes)"]
-    if "timing" in report:
-        t = report["timing"]
-        lines.append(f"time: {t['total_s']:.1f} s (features {t['features_s']:.1f} s, training {t['train_s']:.1f} s)")
-    return "\n".join(lines)
+def _eval_window(frame: pd.DataFrame, lo: int, hi: int, horizon_s: float, threshold_bps: float) -> dict:
+    # A window starting inside the tape opens with a seed snapshot stamped lo - 1: it belongs in.
+    return _prepare(frame, {"eval": (lo - 1, hi, True)}, horizon_s, threshold_bps, {"eval": MIN_EVAL_ROWS})["eval"]
+
+
+def _evaluate_catalog(catalog, start, end, per_h: dict, threshold_bps: float, selected: str, main: float) -> dict:
+    """Every candidate and baseline (as fitted on the training catalog) scored on another catalog."""
+    tape, frame, lo, hi = _eval_frame(catalog, start, end)
+    horizons = {}
+    for h, ph in per_h.items():
+        w = _eval_window(frame, lo, hi, h, threshold_bps)
+        forecasts = {c: f.predict(w["x"]) for c, f in ph.fitted.items()}
+        forecasts.update(baseline_forecasts(ph.fits, w))
+        horizons[hkey(h)] = {"horizon_s": h, "labelled": int(len(w["y"])),
+                             "class_frequencies": metrics.class_frequencies(w["y"]),
+                             "scores": _score(w["y"], forecasts)}
+    where = f"{Path(catalog).name} [{iso_utc(lo)}, {iso_utc(hi)}]"
+    return {"catalog": str(catalog), "instrument_id": str(tape.instrument.id),
+            "synthetic": bool(tape.meta.get("synthetic", False)),
+            "window": {"start": iso_utc(lo), "end": iso_utc(hi), "rows": int(len(frame))},
+            "horizons": horizons, "verdict": _verdict(horizons[hkey(main)]["scores"], selected, main, where)}
+
+
+def evaluate_artifact(model_dir: str | Path, catalog: str | Path, start: str | None = None,
+                      end: str | None = None) -> dict:
+    """A saved artifact and its baselines (as fitted when it was trained) scored on a catalog's
+    window at the artifact's horizon: the evaluation of `flashmm train --model DIR --eval-catalog C`."""
+    model_dir = Path(model_dir)
+    try:
+        meta = json.loads((model_dir / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{model_dir} is not a model artifact: {exc}") from None
+    if meta.get("feature_names") != FEATURE_NAMES or "baselines" not in meta:
+        raise ValueError(f"{model_dir} was built by another version of the features or training: retrain it")
+    label = meta["label"]
+    h, threshold = float(label["horizon_s"]), float(label["threshold_bps"])
+    with _quiet_jit():
+        module = torch.jit.load(str(model_dir / "model.pt"), map_location="cpu").eval()
+    tape, frame, lo, hi = _eval_frame(catalog, start, end)
+    w = _eval_window(frame, lo, hi, h, threshold)
+    name = meta["selection"]["model"]
+    with torch.inference_mode():
+        shipped = module(torch.from_numpy(w["x"].astype(np.float32))).double().numpy()
+    scores = _score(w["y"], {name: shipped, **baseline_forecasts(meta["baselines"], w)})
+    where = f"{Path(catalog).name} [{iso_utc(lo)}, {iso_utc(hi)}]"
+    return json_clean({
+        "kind": "flashmm.signal_evaluation", "version": REPORT_VERSION, "model_id": meta["model_id"],
+        "model_dir": str(model_dir), "catalog": str(catalog), "instrument_id": str(tape.instrument.id),
+        "synthetic": bool(tape.meta.get("synthetic", False)),
+        "label": {"horizon_s": h, "threshold_bps": threshold, "classes": list(CLASSES)},
+        "window": {"start": iso_utc(lo), "end": iso_utc(hi), "rows": int(len(frame))},
+        "horizons": {hkey(h): {"horizon_s": h, "labelled": int(len(w["y"])),
+                               "class_frequencies": metrics.class_frequencies(w["y"]), "scores": scores}},
+        "verdict": _verdict(scores, name, h, where)})

@@ -20,7 +20,7 @@ class ConfigError(ValueError):
 
 
 class MarketMakerConfig(StrategyConfig, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """Market maker parameters. Prices in bps are relative to fair value; sizes in base units (SEI).
+    """Market maker parameters. Prices in bps are relative to fair value; sizes in the instrument's base units.
 
     Spread models
     -------------
@@ -68,15 +68,34 @@ class MarketMakerConfig(StrategyConfig, kw_only=True, frozen=True, forbid_unknow
     # smaller (never larger): fewer transactions, and the order keeps its queue position.
     requote_hysteresis_ticks: int = 0
     size_tolerance: float = 0.0
-    # Signal hook: with use_signal the strategy trades on the ML actor's SignalData (models/)
+    # Signal hook: with use_signal the strategy trades on the ML actor's SignalData (models/). Each
+    # use is switchable, and `flashmm ablation` runs each alone against the signal off.
     use_signal: bool = False
+    signal_min_confidence: float = 0.0  # below this |p_up - p_down| no directional use acts
+    # Fair skew: fair value moves toward the expected mid move over the model's horizon.
+    signal_fair_skew: bool = True
     signal_fair_shift_mult: float = 1.0  # fair value shift = mult x expected move (bps)
-    signal_min_confidence: float = 0.6  # below this the signal is ignored
-    signal_max_tighten: float = 0.3  # spreads at most 30% tighter, at full confidence
+    # Adverse-selection protection: the side the expected move would run over (the bid when the
+    # model leans down, the ask when it leans up) steps back, or is pulled.
+    signal_adverse_protection: bool = True
+    signal_adverse_edge: float = 0.4  # |p_up - p_down| from which the side at risk steps back
+    signal_adverse_release: float = 0.2  # ...until |p_up - p_down| falls below this (hysteresis: fewer flips)
+    signal_adverse_widen_bps: float = 2.0  # how far it steps back (bps of fair value)
+    signal_pull_edge: float = 0.6  # |p_up - p_down| from which it is pulled instead (> 1: never)
+    # Size lean: more size on the side the model expects to be right to take.
+    # Off by default: each size change is a cancel and a place, and the ablation found it costs more
+    # than it earns on the sample's venue (docs/signal.md).
+    signal_size_lean: bool = False
     signal_size_skew: float = 0.5  # size lean per unit of (p_up - p_down)
+    # Tightening: both sides closer when the model expects no move and no side is at risk. Off by
+    # default: the evidence (docs/signal.md, the ablation) has not shown that it pays.
+    signal_tighten: bool = False
+    signal_tighten_min_flat: float = 0.6  # p_flat from which spreads tighten
+    signal_max_tighten: float = 0.3  # spreads at most 30% tighter, at p_flat = 1
     # Clamps on whatever any signal source says
     signal_max_age_ms: int = 2_000
     signal_max_shift_bps: float = 5.0
+    signal_max_widen_bps: float = 10.0
     signal_min_spread_scale: float = 0.7
     signal_max_spread_scale: float = 1.5
     # Risk guards
@@ -95,7 +114,8 @@ class MarketMakerConfig(StrategyConfig, kw_only=True, frozen=True, forbid_unknow
                 raise ConfigError(f"strategy.{name} must be > 0, got {getattr(self, name)!r}")
         non_negative = ("level_spacing_ticks", "half_spread_bps", "min_spread_bps",
                         "requote_tolerance_bps", "linear_skew_bps", "size_skew", "requote_hysteresis_ticks",
-                        "signal_max_age_ms", "signal_max_shift_bps")
+                        "signal_max_age_ms", "signal_max_shift_bps", "signal_fair_shift_mult",
+                        "signal_adverse_widen_bps", "signal_size_skew", "signal_max_widen_bps")
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"strategy.{name} must be >= 0, got {getattr(self, name)!r}")
@@ -105,8 +125,16 @@ class MarketMakerConfig(StrategyConfig, kw_only=True, frozen=True, forbid_unknow
             raise ConfigError(f"strategy.size_tolerance must be in [0, 1), got {self.size_tolerance!r}")
         if self.levels > 1 and self.level_spacing_ticks < 1:
             raise ConfigError("strategy.level_spacing_ticks must be >= 1 when levels > 1")
-        if not 0 <= self.signal_min_confidence < 1 or not 0 <= self.signal_max_tighten < 1:
-            raise ConfigError("strategy.signal_min_confidence and signal_max_tighten must be in [0, 1)")
+        for name in ("signal_min_confidence", "signal_adverse_edge", "signal_adverse_release",
+                     "signal_tighten_min_flat", "signal_max_tighten"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"strategy.{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not self.signal_adverse_release <= self.signal_adverse_edge:
+            raise ConfigError("strategy.signal_adverse_release must be <= signal_adverse_edge (a side leaves "
+                              "protection below the edge it entered at)")
+        if not self.signal_pull_edge >= self.signal_adverse_edge:
+            raise ConfigError("strategy.signal_pull_edge must be >= signal_adverse_edge (pull only where a side "
+                              "would already step back; above 1 it never pulls)")
         if not 0 < self.signal_min_spread_scale <= 1 <= self.signal_max_spread_scale:
             raise ConfigError("strategy.signal_min_spread_scale <= 1 <= signal_max_spread_scale must hold")
         if abs(self.inventory_target) >= self.max_position:

@@ -41,10 +41,10 @@ from strategies.quoting import (
     Top,
     build_ladder,
     capacities,
-    fair_value,
     match_ladder,
+    signal_fair,
 )
-from strategies.signal import ModelSignal, NoSignal, Signal, SignalSource, effective_signal
+from strategies.signal import NEUTRAL, ModelSignal, NoSignal, Signal, SignalSource, effective_signal
 
 PENDING, WORKING, CANCELLING = "pending", "working", "cancelling"
 # A signal's spread scale must move this much before the ladder is rebuilt for it: a model's
@@ -107,6 +107,7 @@ class MarketMaker(Strategy):
         self.last_book_ns = 0
         self.last_quote_fair = 0.0
         self.last_spread_scale = 1.0
+        self.last_signal_shape = NEUTRAL.shape()
         self.dirty = True  # the ladder must be rebuilt at the next opportunity
         self.max_age_ns = int(config.max_order_age_secs * NS)
         self.actions: deque[int] = deque()  # timestamps of submits/cancels, for the rate cap
@@ -193,21 +194,24 @@ class MarketMaker(Strategy):
     def _needs_requote(self, top: Top, now: int) -> bool:
         """Requote only when something the ladder depends on changed: an order left or filled,
         the (signal-adjusted) fair value moved beyond the tolerance, the signal's spread scale
-        moved by more than SPREAD_SCALE_STEP, or an order aged out."""
+        moved by more than SPREAD_SCALE_STEP, it stepped a side back or pulled it, or changed a
+        side's size, or an order aged out."""
         if self.dirty:
             return True
         signal = self._signal(now)
-        fair = fair_value(top, self.cfg.fair_value) * (1 + signal.fair_shift_bps * 1e-4)
+        fair = signal_fair(top, self.cfg.fair_value, signal)
         if abs(fair / self.last_quote_fair - 1) * 1e4 > self.cfg.requote_tolerance_bps:
             return True
         if abs(signal.spread_scale - self.last_spread_scale) > SPREAD_SCALE_STEP:
+            return True
+        if signal.shape() != self.last_signal_shape:
             return True
         return any(now - o.ts_submitted > self.max_age_ns for o in self.orders.values())
 
     def _signal(self, now: int) -> Signal:
         return effective_signal(
             self.signal_source.latest(now), now, self.cfg.signal_max_age_ms, self.cfg.signal_max_shift_bps,
-            self.cfg.signal_min_spread_scale, self.cfg.signal_max_spread_scale,
+            self.cfg.signal_min_spread_scale, self.cfg.signal_max_spread_scale, self.cfg.signal_max_widen_bps,
         )
 
     def _top(self) -> Top | None:
@@ -243,8 +247,9 @@ class MarketMaker(Strategy):
             room[0] - exiting[BUY], room[1] - exiting[SELL],
         )
         complete = self._reconcile(desired, now, {BUY: room[0], SELL: room[1]})
-        self.last_quote_fair = fair_value(top, self.cfg.fair_value) * (1 + signal.fair_shift_bps * 1e-4)
+        self.last_quote_fair = signal_fair(top, self.cfg.fair_value, signal)
         self.last_spread_scale = signal.spread_scale
+        self.last_signal_shape = signal.shape()
         self.dirty = not complete
         self.stats["requotes"] += 1
 

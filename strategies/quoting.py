@@ -55,6 +55,12 @@ def fair_value(top: Top, mode: str) -> float:
     return top.mid
 
 
+def signal_fair(top: Top, mode: str, signal: Signal) -> float:
+    """Fair value with the signal's shift. A signal that forecasts the mid's move replaces the
+    microprice's cruder forecast of it: its shift is then taken from the mid (`fair_from_mid`)."""
+    return fair_value(top, "mid" if signal.fair_from_mid else mode) * (1 + signal.fair_shift_bps * 1e-4)
+
+
 def quote_depths(
     cfg: MarketMakerConfig, fair: float, inventory: float, sigma: float, tick: float
 ) -> tuple[float, float]:
@@ -100,14 +106,15 @@ def build_ladder(
     breaching any position, notional or balance limit, counting every order already working or
     in flight: the ladder never offers more than that, so limits hold even if everything fills.
     """
-    fair = fair_value(top, cfg.fair_value) * (1 + signal.fair_shift_bps * 1e-4)
+    fair = signal_fair(top, cfg.fair_value, signal)
     bid_depth, ask_depth = quote_depths(cfg, fair, inventory, sigma, grid.tick)
     half_min = 0.5 * cfg.min_spread_bps * 1e-4 * fair
     # The signal scales the spread around the (inventory-skewed) reservation price.
     reservation = fair + (ask_depth - bid_depth) / 2
     half = max((bid_depth + ask_depth) / 2 * signal.spread_scale, half_min)
-    bid_ticks = math.floor((reservation - half) / grid.tick + 1e-9)
-    ask_ticks = math.ceil((reservation + half) / grid.tick - 1e-9)
+    # A side the signal sees at risk steps back from the reservation price on its own.
+    bid_ticks = math.floor((reservation - half - signal.bid_widen_bps * 1e-4 * fair) / grid.tick + 1e-9)
+    ask_ticks = math.ceil((reservation + half + signal.ask_widen_bps * 1e-4 * fair) / grid.tick - 1e-9)
     # Post-only: never at or through the opposite side of the market.
     bid_ticks = min(bid_ticks, grid.ticks(top.ask) - 1)
     ask_ticks = max(ask_ticks, grid.ticks(top.bid) + 1)

@@ -1,9 +1,13 @@
-"""The model's features must be the same numbers in training and in trading, and use no future data.
+"""The model's features must be the same numbers in training and in trading, use no future data, and
+mean the same on any tape cadence.
 
-Parity replays the bundled sample as an actor would (trades, then each block's deltas applied to a
-NautilusTrader L2 book, then `on_book`) and compares with the vectorised offline path. Over the
-whole 3 h sample the two agreed bit for bit (max |diff| 0.0); the tests allow 1e-9. On the sample,
-imb_1 correlated +0.097 with the next block's mid move and +0.198 with the 5-block move.
+Parity replays a tape as an actor would (trades, then each batch's deltas applied to a
+NautilusTrader L2 book, then `on_book`) and compares with the vectorised offline path. On the
+bundled sample (400 ms blocks) and the real ETHUSDT tape (~50 ms batches) the two agree bit for bit
+(max |diff| 0.0); the tests allow 1e-9. Windows and label horizons are seconds on the receive-time
+clock: a market published every 100 ms gives, at the times both publish, exactly the features of
+the same market published every 400 ms. On the sample, imb_1 correlated +0.14 with the mid's move
+over the next second and +0.28 over the next 5 s.
 """
 
 from __future__ import annotations
@@ -19,10 +23,21 @@ from nautilus_trader.model.enums import AggressorSide, BookAction, BookType
 from nautilus_trader.model.objects import Quantity
 
 from data.catalog import Tape, open_tape
-from models.features import FEATURE_NAMES, WINDOWS, OnlineFeatures, offline_features, stream_features
-from models.labels import CLASSES, make_labels
+from models.features import (
+    DIRECTIONAL,
+    FEATURE_NAMES,
+    WINDOW_KINDS,
+    WINDOWS_S,
+    OnlineFeatures,
+    offline_features,
+    stream_features,
+    window_name,
+)
+from models.labels import CLASSES, make_labels, past_moves
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
+REAL = Path(__file__).resolve().parent.parent / "data" / "real" / "ethusdt-perp-20240808"
+S = 1_000_000_000
 MIN = 60 * 1_000_000_000
 Stream = list[list[OrderBookDeltas | TradeTick]]
 
@@ -87,9 +102,13 @@ def _tripled(d: OrderBookDelta) -> OrderBookDelta:
 
 def test_feature_names_are_unique_and_cover_every_window():
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
-    assert 20 <= len(FEATURE_NAMES) <= 30
-    for k in WINDOWS:
-        assert {f"ret_{k}", f"rv_{k}", f"ofi_{k}", f"tfi_{k}"} <= set(FEATURE_NAMES)
+    assert WINDOWS_S == (1.0, 5.0, 30.0)
+    for k in WINDOWS_S:
+        assert {window_name(kind, k) for kind in WINDOW_KINDS} <= set(FEATURE_NAMES)
+    assert {"ret_1s", "rv_5s", "trades_30s"} <= set(FEATURE_NAMES)
+    # nothing counts updates: every window is named by its seconds
+    assert not any(name.endswith(("_1", "_5", "_25", "_150")) for name in FEATURE_NAMES if "imb" not in name)
+    assert set(DIRECTIONAL) == {n for n in FEATURE_NAMES if n.split("_")[0] in ("micro", "imb", "ret", "ofi", "tfi")}
 
 
 @pytest.mark.parametrize("start_min, end_min", [(0, 45), (90, 120)], ids=["tape-start", "mid-tape-seeded"])
@@ -146,26 +165,185 @@ def test_features_are_finite_and_book_imbalance_predicts_the_next_move(full: pd.
     assert len(full) > 26_000
     values = full[FEATURE_NAMES].to_numpy()
     assert np.isfinite(values).all()
-    assert (values[WINDOWS[-1]:].std(axis=0) > 0).all()  # no feature is constant after warm-up
-    move, cls = make_labels(full["mid"].to_numpy(), horizon_blocks=1)
-    known = cls >= 0
-    assert np.corrcoef(full["imb_1"].to_numpy()[known], move[known])[0, 1] > 0.05
+    warm = full["ts"].to_numpy() > full["ts"].iloc[0] + WINDOWS_S[-1] * S
+    assert (values[warm].std(axis=0) > 0).all()  # no feature is constant after warm-up
+    for horizon, floor in ((1.0, 0.1), (5.0, 0.2)):
+        move, cls = make_labels(full["ts"].to_numpy(), full["mid"].to_numpy(), horizon)
+        known = cls >= 0
+        assert np.corrcoef(full["imb_1"].to_numpy()[known], move[known])[0, 1] > floor
 
 
 def test_labels_on_a_hand_built_mid_series():
+    """Horizons are seconds on the receive-time clock: the label at t compares the mid then with
+    the mid as of t + h (the last row at or before it), whatever the spacing of the rows."""
+    ts = np.array([0, 300, 900, 1000, 1050, 2500], dtype=np.int64) * 1_000_000
     mid = np.array([1.0, 1.0002, 1.0002, 0.9999, 1.00015, 1.00015])
-    move, cls = make_labels(mid, horizon_blocks=1, threshold_bps=1.0)
-    np.testing.assert_allclose(move[:-1], [2.0, 0.0, -2.99940012, 2.50025003, 0.0], atol=1e-6)
-    assert cls.tolist() == [2, 1, 0, 2, 1, -1]
-    assert np.isnan(move[-1])
-    assert [CLASSES[c] for c in cls[:3]] == ["up", "flat", "down"]
+    move, cls = make_labels(ts, mid, horizon_s=1.0)
+    # t=0 -> as of 1.0 s: row 3 (0.9999); t=0.3 -> as of 1.3 s: row 4; t=0.9 -> as of 1.9 s: row 4;
+    # t=1.0 -> as of 2.0 s: row 4; t=1.05 -> as of 2.05 s: row 4; t=2.5 -> 3.5 s is past the data.
+    expected = [(0.9999 / 1.0 - 1) * 1e4, (1.00015 / 1.0002 - 1) * 1e4, (1.00015 / 1.0002 - 1) * 1e4,
+                (1.00015 / 0.9999 - 1) * 1e4, 0.0]
+    np.testing.assert_allclose(move[:5], expected, rtol=0, atol=1e-9)
+    assert cls.tolist() == [0, 0, 0, 2, 1, -1]  # the last row's horizon runs past the data
+    assert np.isnan(move[5])
+    assert [CLASSES[c] for c in cls[[0, 3, 4]]] == ["down", "up", "flat"]
 
-    move, cls = make_labels(mid, horizon_blocks=2, threshold_bps=2.5)
-    np.testing.assert_allclose(move[:-2], [2.0, -2.99940012, -0.49990002, 2.50025003], atol=1e-6)
-    assert cls.tolist() == [1, 0, 1, 2, -1, -1]
-    assert np.isnan(move[-2:]).all()
+    move, cls = make_labels(ts, mid, horizon_s=1.0, threshold_bps=0.75)
+    assert cls.tolist() == [0, 1, 1, 2, 1, -1]  # the -0.5 bps moves are inside the band now
 
-    move, cls = make_labels(mid[:2], horizon_blocks=3)
+    # A horizon of exactly the gap to the next row reaches that row; a hair less does not.
+    move, _ = make_labels(ts, mid, horizon_s=0.3)
+    assert move[0] == pytest.approx((1.0002 - 1) * 1e4)
+    move, _ = make_labels(ts, mid, horizon_s=0.2999)
+    assert move[0] == 0.0
+
+    move, cls = make_labels(ts[:2], mid[:2], horizon_s=3.0)
     assert np.isnan(move).all() and cls.tolist() == [-1, -1]
-    with pytest.raises(ValueError):
-        make_labels(mid, horizon_blocks=0)
+    for bad in ({"horizon_s": 0.0}, {"horizon_s": 1.0, "threshold_bps": -1.0}):
+        with pytest.raises(ValueError):
+            make_labels(ts, mid, **bad)
+    with pytest.raises(ValueError, match="time order"):
+        make_labels(ts[::-1], mid, horizon_s=1.0)
+
+
+def test_a_label_uses_the_mid_at_its_horizon_and_nothing_after():
+    rng = np.random.default_rng(4)
+    ts = np.cumsum(rng.integers(50, 500, size=400)) * 1_000_000
+    mid = 100 + np.cumsum(rng.normal(0, 0.01, size=400))
+    move, _ = make_labels(ts, mid, horizon_s=2.0)
+    i = 100
+    j = np.searchsorted(ts, ts[i] + 2 * S, side="right") - 1  # the row as of t + 2 s
+    later = mid.copy()
+    later[j + 1:] += 5.0  # everything after the horizon changes
+    assert make_labels(ts, later, horizon_s=2.0)[0][i] == move[i]
+    at = mid.copy()
+    at[j] += 5.0  # the mid at the horizon changes
+    assert make_labels(ts, at, horizon_s=2.0)[0][i] != move[i]
+    earlier = mid.copy()
+    earlier[i + 1: j] += 5.0  # what happens in between does not matter to a point-to-point move
+    assert make_labels(ts, earlier, horizon_s=2.0)[0][i] == move[i]
+    # the persistence baseline's past move uses only rows at or before t
+    past = past_moves(ts, mid, 2.0)
+    np.testing.assert_array_equal(past_moves(ts, later, 2.0)[: j + 1], past[: j + 1])
+    k = np.searchsorted(ts, ts[i] - 2 * S, side="right") - 1
+    assert past[i] == pytest.approx((mid[i] / mid[k] - 1) * 1e4)
+    assert np.isnan(past[0])
+
+
+def _book_batch(iid, ts: int, bid: float, ask: float, sizes: list[float]) -> OrderBookDeltas:
+    """A full snapshot: CLEAR, then five bid and five ask levels a cent apart."""
+    from nautilus_trader.model.enums import OrderSide, RecordFlag
+    from nautilus_trader.model.objects import Price
+
+    deltas = [OrderBookDelta.clear(iid, 0, ts, ts)]
+    levels = [(OrderSide.BUY, bid - 0.01 * i, sizes[i]) for i in range(5)]
+    levels += [(OrderSide.SELL, ask + 0.01 * i, sizes[5 + i]) for i in range(5)]
+    for n, (side, px, size) in enumerate(levels):
+        flags = int(RecordFlag.F_LAST) if n == len(levels) - 1 else 0
+        order = BookOrder(side, Price(round(px, 2), 2), Quantity(size, 1), 0)
+        deltas.append(OrderBookDelta(iid, BookAction.ADD, order, flags, 0, ts, ts))
+    return OrderBookDeltas(iid, deltas)
+
+
+def _market(every_ms: int, seconds: float = 90.0) -> Stream:
+    """One market: its book changes every 400 ms and trades print at those times; published every
+    `every_ms` (a divisor of 400), repeating the book between changes, as a faster feed would."""
+    from nautilus_trader.model.identifiers import InstrumentId, TradeId
+    from nautilus_trader.model.objects import Price
+
+    iid = InstrumentId.from_str("ETH/USDT.BINANCE")
+    rng = np.random.default_rng(7)
+    t0 = 1_767_571_200 * S
+    bid_cents = 200_000
+    chunk: list = []
+    state = None
+    for step in range(int(seconds * 1000 / every_ms)):
+        t_ms = step * every_ms
+        ts = t0 + t_ms * 1_000_000
+        if t_ms % 400 == 0:  # the market moves
+            bid_cents += int(rng.integers(-2, 3))
+            ask_cents = bid_cents + int(rng.integers(1, 3))
+            state = (bid_cents / 100, ask_cents / 100, list(rng.uniform(1, 50, size=10)))
+            for k in range(rng.poisson(1.5)):
+                side = AggressorSide.BUYER if rng.random() < 0.5 else AggressorSide.SELLER
+                px = state[1] if side == AggressorSide.BUYER else state[0]
+                chunk.append(TradeTick(iid, Price(px, 2), Quantity(round(rng.uniform(0.1, 5), 1), 1), side,
+                                       TradeId(f"{step}-{k}"), ts, ts))
+        chunk.append(_book_batch(iid, ts, *state))
+    return [chunk]
+
+
+def test_a_faster_feed_of_the_same_market_gives_the_same_features():
+    """Seconds, not updates: the market above published every 100 ms has, at each 400 ms instant,
+    exactly the features of the same market published every 400 ms (repeated books add nothing to
+    any window), so a model means the same on a block tape and a 100 ms exchange stream."""
+    from nautilus_trader.model.identifiers import InstrumentId
+
+    iid = InstrumentId.from_str("ETH/USDT.BINANCE")
+    slow = stream_features(iid, _market(400))
+    fast = stream_features(iid, _market(100))
+    assert len(fast) == 4 * len(slow) == 900
+    common = fast[fast["ts"].isin(slow["ts"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(common, slow, check_exact=True)
+    assert slow[FEATURE_NAMES].std().min() > 0  # every feature moved: the comparison means something
+    # the actor's evaluator agrees on the fast feed too
+    online = OnlineFeatures()
+    book = OrderBook(iid, BookType.L2_MBP)
+    rows = []
+    for item in _market(100)[0]:
+        if isinstance(item, TradeTick):
+            online.on_trade(item)
+        else:
+            book.apply_deltas(item)
+            rows.append(online.on_book(item.ts_init, book))
+    np.testing.assert_array_equal(np.array(rows), fast[FEATURE_NAMES].to_numpy())
+
+
+def test_windows_are_seconds_on_the_receive_clock():
+    """Rows at irregular times: a window of k seconds at t holds the rows in (t - k, t]; its return
+    is measured from the last row at or before t - k; trades count per second of window."""
+    from nautilus_trader.model.identifiers import InstrumentId, TradeId
+    from nautilus_trader.model.objects import Price
+
+    iid = InstrumentId.from_str("ETH/USDT.BINANCE")
+    t0 = 1_767_571_200 * S
+    times_ms = [0, 300, 1000, 1700, 2000, 6000, 6500]
+    bids = [100.0, 100.02, 100.01, 100.05, 100.03, 100.1, 99.9]
+    stream: list = []
+    for n, (t, bid) in enumerate(zip(times_ms, bids, strict=True)):
+        ts = t0 + t * 1_000_000
+        if t in (1000, 1700, 2000):  # one buy print just before each of these batches
+            stream.append(TradeTick(iid, Price(round(bid + 0.01, 2), 2), Quantity(2.0, 1), AggressorSide.BUYER,
+                                    TradeId(f"t{n}"), ts, ts))
+        stream.append(_book_batch(iid, ts, bid, round(bid + 0.02, 2), [10.0] * 10))
+    f = stream_features(iid, [stream]).set_index("ts")
+    log_mid = np.log(np.array(bids) + 0.01)
+    at = {t: t0 + t * 1_000_000 for t in times_ms}
+    # t = 2.0 s: the 1 s window is (1.0, 2.0]: rows at 1.7 and 2.0; its anchor is the row at 1.0
+    assert f.loc[at[2000], "ret_1s"] == pytest.approx((log_mid[4] - log_mid[2]) * 1e4, abs=1e-9)
+    assert f.loc[at[2000], "trades_1s"] == 2.0  # prints at 1.7 and 2.0; the one at 1.0 is on the boundary
+    assert f.loc[at[1000], "trades_1s"] == 1.0
+    # t = 6.0 s: nothing in (5.0, 6.0] but itself; the anchor is the row at 2.0 s
+    assert f.loc[at[6000], "ret_1s"] == pytest.approx((log_mid[5] - log_mid[4]) * 1e4, abs=1e-9)
+    assert f.loc[at[6000], "trades_1s"] == 0.0 and f.loc[at[6000], "tfi_1s"] == 0.0
+    # 5 s at 6.5 s: (1.5, 6.5] holds prints at 1.7 and 2.0, all buys; the anchor is the row at 1.0
+    assert f.loc[at[6500], "trades_5s"] == pytest.approx(2 / 5)
+    assert f.loc[at[6500], "tfi_5s"] == 1.0
+    assert f.loc[at[6500], "ret_5s"] == pytest.approx((log_mid[6] - log_mid[2]) * 1e4, abs=1e-9)
+    # before a window is full, returns reach back to the first row
+    assert f.loc[at[2000], "ret_5s"] == pytest.approx((log_mid[4] - log_mid[0]) * 1e4, abs=1e-9)
+    # realised volatility: squared row-to-row returns in the window, per second
+    r = np.diff(log_mid) * 1e4
+    assert f.loc[at[2000], "rv_1s"] == pytest.approx(np.sqrt((r[2] ** 2 + r[3] ** 2) / 1.0), abs=1e-5)
+
+
+def test_online_matches_offline_on_the_real_tape():
+    """The 100 ms exchange tape: deep books, two clocks, ~50 ms between batches."""
+    tape = open_tape(REAL)
+    end = tape.start_ns + 40 * S
+    off = offline_features(tape, None, end)
+    ts, online, mids = replay_online(tape, list(tape.chunks(None, end)))
+    assert len(off) == len(ts) > 40 * 15
+    np.testing.assert_array_equal(off["ts"].to_numpy(), ts)
+    np.testing.assert_array_equal(off["mid"].to_numpy(), mids)
+    assert np.abs(off[FEATURE_NAMES].to_numpy() - online).max() <= 1e-9
