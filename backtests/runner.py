@@ -27,12 +27,14 @@ from nautilus_trader.model.objects import Money
 from tqdm import tqdm
 
 from backtests.config import BacktestConfig
+from backtests.fills.arrival import CommandArrivals
 from backtests.fills.module import QueueFillModule
 from backtests.fills.registry import fill_simulation
 from backtests.metrics import FILL_COLUMNS, QUOTE_COLUMNS, TOB_COLUMNS, Analytics, Costs, Limits, compute
 from backtests.recorder import RecorderConfig, RunRecorder
 from data.catalog import Tape, iso_utc, open_tape, parse_time
 from data.instrument import currency_pair, instrument_summary
+from data.venues import venue_profile
 from models.signal_data import SIGNAL_COLUMNS
 from strategies.control import register_halt_endpoint
 from strategies.market_maker import MarketMaker
@@ -133,10 +135,20 @@ def run_backtest(
     return RunResult(run_dir, metrics, analytics, orders, quotes, strategy, cash_change, base_change, signals)
 
 
-def build_engine(config: BacktestConfig, tape: Tape) -> tuple[BacktestEngine, CurrencyPair, QueueFillModule | None]:
+def build_engine(
+    config: BacktestConfig, tape: Tape, exact_arrivals: bool | None = None
+) -> tuple[BacktestEngine, CurrencyPair, QueueFillModule | None]:
     """A BacktestEngine with the venue and instrument the config describes, and no trader yet
-    (plus the queue fill module when the venue uses queue fills)."""
+    (plus the queue fill module when the venue uses queue fills).
+
+    On a continuous venue (an API venue, a real exchange tape) a command reaches the venue exactly
+    its latency after it was sent (`CommandArrivals`). On a block-gated venue (a chain) it lands
+    with the first block after that, behind the block's own events: NautilusTrader's own handling,
+    which hands the venue a due command after the next record. `exact_arrivals` overrides the
+    venue's choice (fidelity compares with hftbacktest, whose latency is exact)."""
     venue = config.resolved(tape.meta).venue
+    if exact_arrivals is None:
+        exact_arrivals = not (venue.profile and venue_profile(venue.profile).block_gated)
     instrument = currency_pair(
         tape.instrument.id, tape.instrument.price_precision, tape.instrument.size_precision,
         venue.maker_fee, venue.taker_fee,
@@ -169,6 +181,8 @@ def build_engine(config: BacktestConfig, tape: Tape) -> tuple[BacktestEngine, Cu
         trade_execution=False,
     )
     engine.add_instrument(instrument)
+    if exact_arrivals and (latency := latency_model(venue)) is not None:
+        engine.add_actor(CommandArrivals(latency))
     return engine, instrument, sim.queue_module
 
 
