@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from data.venues import PROFILES
+from data.venues import PROFILES, SEI_CLOB
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
@@ -386,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--catalog", required=True, help="catalog directory whose tape is the market, e.g. data/sample")
     ln.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     ln.add_argument("--port", type=int, default=26657, help="port to listen on (default 26657, 0 picks a free one)")
-    ln.add_argument("--block-ms", type=float, default=400.0, help="block interval in ms (default 400)")
+    ln.add_argument("--block-ms", type=float, default=SEI_CLOB.cadence_ms,
+                    help=f"block interval in ms (default {SEI_CLOB.cadence_ms:g}, Sei's)")
     ln.add_argument("--seed", type=int, default=0, help="derives the dev, maker and taker keys (default 0)")
     ln.add_argument("--key-file", default="~/.flashmm/localnet.key",
                     help="where to write the dev account's key (default ~/.flashmm/localnet.key)")

@@ -89,7 +89,7 @@ QUEUE_MODELS = ("prob_power", "risk_averse")
 # hftbacktest's best tick on an empty side.
 INVALID_MIN = np.iinfo(np.int64).min
 INVALID_MAX = np.iinfo(np.int64).max
-# Blocks come every ~400 ms; the timeout only bounds a wait over a gap in the tape.
+# Records come every few hundred ms at most; the timeout only bounds a wait over a gap in the tape.
 WAIT_TIMEOUT_NS = 3600 * 1_000_000_000
 WAIT_TIMEOUT, WAIT_END, WAIT_FEED = 0, 1, 2
 
