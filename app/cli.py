@@ -39,9 +39,12 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from backtests.bench import run_bench, run_sweep_bench
+    from backtests.bench import run_bench, run_scale_bench, run_sweep_bench
 
-    if args.sweep:
+    if args.scale:
+        report = run_scale_bench(args.config, hours=tuple(args.scale_hours), seed=args.scale_seed,
+                                 cache_dir=args.scale_cache)
+    elif args.sweep:
         report = run_sweep_bench(args.config, points=args.points, end=args.end, catalog=args.catalog,
                                  repeats=args.repeats)
     else:
@@ -272,6 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3,
                        help="--sweep: run 1 and 2 workers this many times, alternating; "
                             "the best of each counts (default 3)")
+    bench.add_argument("--scale", action="store_true",
+                       help="instead: the full stack on growing windows of a long synthetic tape (linear time, "
+                            "flat memory)")
+    bench.add_argument("--scale-hours", type=float, nargs="+", default=[1, 3, 6, 24],
+                       help="--scale: window lengths in hours (default 1 3 6 24)")
+    bench.add_argument("--scale-seed", type=int, default=21, help="--scale: the synthetic tape's seed (default 21)")
+    bench.add_argument("--scale-cache", help="--scale: keep the generated tape in this directory and reuse it")
     bench.add_argument("--no-live", action="store_true", help="skip the live node's tick-to-tx latency on the localnet")
     bench.add_argument("--live-seconds", type=float, default=120.0,
                        help="length of the live latency session (default 120: about 100 txs, enough for a p99)")

@@ -29,6 +29,9 @@ PENDING, WORKING, CANCELLING = "pending", "working", "cancelling"
 class TouchQuoterConfig(StrategyConfig, frozen=True):
     instrument_id: InstrumentId
     order_qty: float
+    # Decide once per instant, after its prints and book batch (the fidelity comparison's rule), or
+    # directly on each book batch (the bench's minimal quoter: NautilusTrader's order cost alone).
+    per_instant: bool = True
 
 
 class TouchQuoter(Strategy):
@@ -46,11 +49,15 @@ class TouchQuoter(Strategy):
     def on_start(self) -> None:
         self.instrument = self.cache.instrument(self.config.instrument_id)
         self.subscribe_order_book_deltas(self.config.instrument_id, book_type=BookType.L2_MBP)
-        self.subscribe_trade_ticks(self.config.instrument_id)
+        if self.config.per_instant:
+            self.subscribe_trade_ticks(self.config.instrument_id)
         self._react_at = -1
 
     def on_order_book_deltas(self, deltas) -> None:
-        self._react_soon()
+        if self.config.per_instant:
+            self._react_soon()
+        else:
+            self._react(None)
 
     def on_trade_tick(self, tick) -> None:
         self._react_soon()
