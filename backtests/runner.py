@@ -157,7 +157,10 @@ def build_engine(
     engine = BacktestEngine(BacktestEngineConfig(
         trader_id=TraderId("FLASHMM-001"),
         logging=LoggingConfig(
-            log_level="ERROR",
+            # NautilusTrader's logging costs ~12% of a run even when it prints nothing: bypassed
+            # unless the config asks for a level.
+            log_level=config.run.log_level if config.run.log_level != "OFF" else "ERROR",
+            bypass_logging=config.run.log_level == "OFF",
             # With queue fills the module owns resting-order fills and the matching engine is told
             # "no liquidity" for them; it would log that as an error on every crossed update.
             log_component_levels={f"OrderMatchingEngine({instrument.id.venue})": "OFF"}
