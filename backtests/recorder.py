@@ -125,16 +125,26 @@ class RunRecorder(Actor):
         rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         return rows.sort_values(["ts_init", "client_order_id"], kind="stable").reset_index(drop=True)
 
-
     def _record_quote(self, ts: int) -> None:
-        bids = [(px, q) for is_buy, px, q in self.live.values() if is_buy]
-        asks = [(px, q) for is_buy, px, q in self.live.values() if not is_buy]
-        bid = max((px for px, _ in bids), default=None)
-        ask = min((px for px, _ in asks), default=None)
-        row = (
-            bid, sum(q for px, q in bids if px == bid), ask, sum(q for px, q in asks if px == ask),
-            len(bids), len(asks),
-        )
+        """Our best bid and ask (price, size there, order count per side), when they change. One
+        pass over our few live orders: this runs on every order event."""
+        bid = ask = None
+        bid_qty = ask_qty = 0.0
+        n_bids = n_asks = 0
+        for is_buy, px, q in self.live.values():
+            if is_buy:
+                n_bids += 1
+                if bid is None or px > bid:
+                    bid, bid_qty = px, q
+                elif px == bid:
+                    bid_qty += q
+            else:
+                n_asks += 1
+                if ask is None or px < ask:
+                    ask, ask_qty = px, q
+                elif px == ask:
+                    ask_qty += q
+        row = (bid, bid_qty, ask, ask_qty, n_bids, n_asks)
         if row != self._last_quote:
             self._last_quote = row
             self.quotes.append((ts, *row))
