@@ -37,6 +37,7 @@ from backtests.fills.queue_models import QueueModel
 
 _DELETE, _CLEAR = BookAction.DELETE, BookAction.CLEAR
 _CLOSING = (OrderCanceled, OrderExpired, OrderRejected)
+_BUY, _SELL = OrderSide.BUY, OrderSide.SELL
 
 
 class QueueFillModel(FillModel):
@@ -106,32 +107,37 @@ class QueueFillModule(SimulationModule):
             # snapshot (CLEAR, then the levels again) that re-adds a level's size changed nothing
             # there, and must not move us to the front of the queue on the way.
             final: dict[tuple[bool, int], int] = {}
+            # Our levels by (side, raw price), so a delta is matched without arithmetic.
+            tick = self.tick_raw
+            ours = {(_BUY if is_buy else _SELL, price * tick): (is_buy, price) for is_buy, price in levels}
             for delta in deltas.deltas:
                 action = delta.action
                 if action == _CLEAR:
                     final = dict.fromkeys(levels, 0)
                     continue
                 order = delta.order
-                key = (order.side == OrderSide.BUY, order.price.raw // self.tick_raw)
-                if key in levels:
+                key = ours.get((order.side, order.price.raw))
+                if key is not None:
                     final[key] = 0 if action == _DELETE else order.size.raw // self.lot_raw
             for (is_buy, price), size in final.items():
                 self.queue.on_depth(is_buy, price, size)
         self._cross()
 
     def _cross(self) -> None:
-        best_bid, best_ask = self.book.best_bid_price(), self.book.best_ask_price()
-        orders = self.queue.orders.values()
-        if best_ask is not None:
-            ask = best_ask.raw // self.tick_raw
-            if any(o.is_buy and o.price >= ask for o in orders):
-                top = max(o.price for o in orders if o.is_buy)
+        top = low = None  # our best buy and best sell, in ticks
+        for o in self.queue.orders.values():
+            if o.is_buy:
+                top = o.price if top is None or o.price > top else top
+            else:
+                low = o.price if low is None or o.price < low else low
+        if top is not None:
+            best_ask = self.book.best_ask_price()
+            if best_ask is not None and best_ask.raw // self.tick_raw <= top:
                 asks = self._levels(self.book.asks(), lambda p: p <= top)
                 self._fill(self.queue.on_cross(True, asks), "cross_fills")
-        if best_bid is not None:
-            bid = best_bid.raw // self.tick_raw
-            if any((not o.is_buy) and o.price <= bid for o in orders):
-                low = min(o.price for o in orders if not o.is_buy)
+        if low is not None:
+            best_bid = self.book.best_bid_price()
+            if best_bid is not None and best_bid.raw // self.tick_raw >= low:
                 bids = self._levels(self.book.bids(), lambda p: p >= low)
                 self._fill(self.queue.on_cross(False, bids), "cross_fills")
 
