@@ -115,13 +115,16 @@ class RunRecorder(Actor):
             self.closed_orders.append(order_row(order))
 
     def orders(self, cache) -> pd.DataFrame:
-        """Every order of the session: those that closed (recorded as they did) and those the
-        cache still holds open, one row each, in the order they were created."""
-        still_open = pd.DataFrame([order_row(o) for o in cache.orders(strategy_id=self.strategy_id)
-                                   if not o.is_closed], columns=ORDER_COLUMNS)
-        frames = [f for f in (self.closed_orders.frame(), still_open) if len(f)]
+        """Every order: those that closed (recorded as they did, then purged from the cache in a
+        backtest) and every other order the cache holds (still open, or, on a node restarted from
+        its persisted cache, those of the sessions before), one row each, in creation order."""
+        closed = self.closed_orders.frame()
+        recorded = set(closed["client_order_id"])
+        others = pd.DataFrame([order_row(o) for o in cache.orders(strategy_id=self.strategy_id)
+                               if o.client_order_id.value not in recorded], columns=ORDER_COLUMNS)
+        frames = [f for f in (closed, others) if len(f)]
         if not frames:
-            return still_open
+            return others
         rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         return rows.sort_values(["ts_init", "client_order_id"], kind="stable").reset_index(drop=True)
 
