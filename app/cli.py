@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from data.venues import PROFILES
+from data.venues import PROFILES, SEI_CLOB
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
@@ -39,9 +39,12 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from backtests.bench import run_bench, run_sweep_bench
+    from backtests.bench import run_bench, run_scale_bench, run_sweep_bench
 
-    if args.sweep:
+    if args.scale:
+        report = run_scale_bench(args.config, hours=tuple(args.scale_hours), seed=args.scale_seed,
+                                 cache_dir=args.scale_cache)
+    elif args.sweep:
         report = run_sweep_bench(args.config, points=args.points, end=args.end, catalog=args.catalog,
                                  repeats=args.repeats)
     else:
@@ -316,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3,
                        help="--sweep: run 1 and 2 workers this many times, alternating; "
                             "the best of each counts (default 3)")
+    bench.add_argument("--scale", action="store_true",
+                       help="instead: the full stack on growing windows of a long synthetic tape (linear time, "
+                            "flat memory)")
+    bench.add_argument("--scale-hours", type=float, nargs="+", default=[1, 3, 6, 24],
+                       help="--scale: window lengths in hours (default 1 3 6 24)")
+    bench.add_argument("--scale-seed", type=int, default=21, help="--scale: the synthetic tape's seed (default 21)")
+    bench.add_argument("--scale-cache", help="--scale: keep the generated tape in this directory and reuse it")
     bench.add_argument("--no-live", action="store_true", help="skip the live node's tick-to-tx latency on the localnet")
     bench.add_argument("--live-seconds", type=float, default=120.0,
                        help="length of the live latency session (default 120: about 100 txs, enough for a p99)")
@@ -468,7 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--catalog", required=True, help="catalog directory whose tape is the market, e.g. data/sample")
     ln.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     ln.add_argument("--port", type=int, default=26657, help="port to listen on (default 26657, 0 picks a free one)")
-    ln.add_argument("--block-ms", type=float, default=400.0, help="block interval in ms (default 400)")
+    ln.add_argument("--block-ms", type=float, default=SEI_CLOB.cadence_ms,
+                    help=f"block interval in ms (default {SEI_CLOB.cadence_ms:g}, Sei's)")
     ln.add_argument("--seed", type=int, default=0, help="derives the dev, maker and taker keys (default 0)")
     ln.add_argument("--key-file", default="~/.flashmm/localnet.key",
                     help="where to write the dev account's key (default ~/.flashmm/localnet.key)")

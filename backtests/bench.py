@@ -71,7 +71,7 @@ def _measure(mode: str, config_path: str, overrides: dict) -> dict:
         if mode == "nt_quoter":
             from backtests.fidelity import TouchQuoter, TouchQuoterConfig
 
-            quoter = TouchQuoter(TouchQuoterConfig(instrument_id=instrument.id, order_qty=100.0))
+            quoter = TouchQuoter(TouchQuoterConfig(instrument_id=instrument.id, order_qty=100.0, per_instant=False))
             engine.add_strategy(quoter)
         t0 = time.perf_counter()
         events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress=False)
@@ -87,16 +87,21 @@ def _measure(mode: str, config_path: str, overrides: dict) -> dict:
         extra = {"callback_us_p50": _pct(callback_us, 50), "callback_us_p99": _pct(callback_us, 99),
                  "signal": result.metrics.get("signal")}
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tape = open_tape(config.run.catalog, config.run.instrument_id or None)
+    start_ns, end_ns = window(config, tape)
     return {"mode": mode, "events": events, "wall_seconds": wall, "events_per_sec": events / wall,
-            "peak_rss_mb": rss_mb, "orders": orders, "fill_model": config.venue.fill_model, **extra}
+            "peak_rss_mb": rss_mb, "orders": orders, "fill_model": config.venue.fill_model,
+            "tape_seconds": (end_ns - start_ns) / 1e9, **extra}
 
 
 def _us(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.1f} us"
 
 
-def run_bench(config_path: str, catalog: str | None = None, end: str | None = None) -> dict:
-    args = [sys.executable, "-m", "backtests.bench", "--config", config_path]
+def run_bench(config_path: str, catalog: str | None = None, end: str | None = None, start: str = "+0s") -> dict:
+    """The four runs on the config's tape from `start` (default: the whole tape, whatever window
+    the config trades) to `end`."""
+    args = [sys.executable, "-m", "backtests.bench", "--config", config_path, "--start", start]
     if catalog:
         args += ["--catalog", catalog]
     if end:
@@ -111,6 +116,12 @@ def run_bench(config_path: str, catalog: str | None = None, end: str | None = No
     ratio = full["events_per_sec"] / bare["events_per_sec"]
     quiet_ratio = quiet["events_per_sec"] / bare["events_per_sec"]
     order_cost_us = (full["wall_seconds"] - quiet["wall_seconds"]) / max(full["orders"], 1) * 1e6
+    # NautilusTrader's own cost of an order lifecycle, and the floor it sets for the full run: the
+    # bare engine's wall plus that many lifecycles. What the full run spends above it is ours.
+    nt_order_s = (nt["wall_seconds"] - bare["wall_seconds"]) / max(nt["orders"], 1)
+    floor_s = bare["wall_seconds"] + full["orders"] * nt_order_s
+    floor_ratio = full["wall_seconds"] / floor_s
+    tape_hours = full["tape_seconds"] / 3600
 
     def row(name, r):
         return f"{name:<42}{r['events_per_sec']:>12,.0f} events/s  peak RSS {r['peak_rss_mb']:,.0f} MB"
@@ -127,6 +138,11 @@ def run_bench(config_path: str, catalog: str | None = None, end: str | None = No
         f"({(nt['wall_seconds'] - bare['wall_seconds']) / max(nt['orders'], 1) * 1e6:,.0f} us per order, "
         "NautilusTrader alone)",
         f"cost per order sent (submit, events, cancel): {order_cost_us:,.0f} us",
+        f"floor: bare {bare['wall_seconds']:.2f} s + {full['orders']:,} orders x {nt_order_s * 1e6:,.0f} us "
+        f"(NautilusTrader's own) = {floor_s:.2f} s; full stack {full['wall_seconds']:.2f} s: "
+        f"floor ratio {floor_ratio:.2f} (goal <= 1.5)",
+        f"tape per wall second (full stack): {tape_hours / full['wall_seconds'] * 3600:,.0f} s of tape "
+        f"({tape_hours / full['wall_seconds']:.2f} h/s); peak RSS {full['peak_rss_mb']:,.0f} MB",
         f"strategy per-block callback p50/p99: {_us(full['callback_us_p50'])} / {_us(full['callback_us_p99'])}",
     ])
     sig = full.get("signal")
@@ -134,7 +150,47 @@ def run_bench(config_path: str, catalog: str | None = None, end: str | None = No
         text += (f"\nsignal inference ({sig['model_id']}) p50/p99: {_us(sig['inference_us_p50'])} / "
                  f"{_us(sig['inference_us_p99'])}, mean {_us(sig['inference_us_mean'])}")
     return {"bare": bare, "full": full, "no_orders": quiet, "nt_quoter": nt, "ratio_full_to_bare": ratio,
-            "ratio_no_orders_to_bare": quiet_ratio, "us_per_order": order_cost_us, "text": text}
+            "ratio_no_orders_to_bare": quiet_ratio, "us_per_order": order_cost_us,
+            "nt_us_per_order": nt_order_s * 1e6, "floor_seconds": floor_s, "floor_ratio": floor_ratio,
+            "tape_hours_per_wall_second": tape_hours / full["wall_seconds"], "text": text}
+
+
+def run_scale_bench(config_path: str, hours: tuple[float, ...] = (1, 3, 6, 24), seed: int = 21,
+                    cache_dir: str | None = None) -> dict:
+    """The full stack (the config's strategy and signal) on windows of a long synthetic tape, each
+    in its own process: time should grow linearly with the tape and peak memory stay flat.
+
+    The tape (`flashmm data synth --hours max(hours) --seed seed`) is generated once into
+    `cache_dir` (default: a temporary directory) and reused when it is already there.
+    """
+    from data.synth import generate
+
+    longest = max(hours)
+    with tempfile.TemporaryDirectory(prefix="flashmm-scale-bench-") as tmp:
+        catalog = Path(cache_dir or tmp) / f"synth-{longest:g}h-s{seed}"
+        if not catalog.exists():
+            generate(hours=longest, seed=seed, out=catalog)
+        rows = []
+        for h in hours:
+            args = [sys.executable, "-m", "backtests.bench", "--config", config_path, "--catalog", str(catalog),
+                    "--start", "+0s", "--end", f"+{h * 60:g}min", "--mode", "full"]
+            proc = subprocess.run(args, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"scale bench ({h} h) failed:\n{proc.stderr[-2000:]}")
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows.append({"hours": h, "wall_seconds": r["wall_seconds"], "peak_rss_mb": r["peak_rss_mb"],
+                         "orders": r["orders"], "events": r["events"],
+                         "tape_hours_per_wall_second": r["tape_seconds"] / 3600 / r["wall_seconds"]})
+    by_hours = {row["hours"]: row for row in rows}
+    lines = [f"scale: the full stack on a synthetic tape (seed {seed}), windows from its start",
+             f"{'tape':>6}{'wall':>10}{'h of tape/s':>13}{'peak RSS':>12}{'orders':>10}"]
+    lines += [f"{row['hours']:>5g}h{row['wall_seconds']:>9.1f}s{row['tape_hours_per_wall_second']:>13.2f}"
+              f"{row['peak_rss_mb']:>9,.0f} MB{row['orders']:>10,}" for row in rows]
+    flat = None
+    if 3 in by_hours and longest > 3:
+        flat = by_hours[longest]["peak_rss_mb"] / by_hours[3]["peak_rss_mb"] - 1
+        lines.append(f"peak RSS at {longest:g} h vs 3 h: {flat:+.1%} (goal within 15%)")
+    return {"seed": seed, "rows": rows, "rss_growth_vs_3h": flat, "text": "\n".join(lines)}
 
 
 def run_sweep_bench(config_path: str, points: int = 8, end: str | None = None, catalog: str | None = None,
@@ -198,9 +254,10 @@ def main() -> None:
     parser.add_argument("--mode", choices=["bare", "full", "no_orders", "nt_quoter"], required=True)
     parser.add_argument("--config", required=True)
     parser.add_argument("--catalog")
+    parser.add_argument("--start")
     parser.add_argument("--end")
     args = parser.parse_args()
-    overrides = {}
+    overrides = {"run.start": args.start} if args.start else {}
     if args.catalog:
         overrides["run.catalog"] = str(Path(args.catalog).resolve())
     if args.end:

@@ -26,6 +26,9 @@ class RunSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     out: str = "runs"
     sample_interval_ms: int = 1_000  # equity.parquet sampling step
     chunk_minutes: int = 15  # data streamed into the engine this many minutes at a time
+    # NautilusTrader's log level for the run ("ERROR", "WARNING", "INFO", "DEBUG"); "OFF" bypasses
+    # logging altogether, which is faster. A process's first engine sets it for the process.
+    log_level: Literal["OFF", "ERROR", "WARNING", "INFO", "DEBUG"] = "OFF"
 
 
 class VenueSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -29,6 +29,9 @@ PENDING, WORKING, CANCELLING = "pending", "working", "cancelling"
 class TouchQuoterConfig(StrategyConfig, frozen=True):
     instrument_id: InstrumentId
     order_qty: float
+    # Decide once per instant, after its prints and book batch (the fidelity comparison's rule), or
+    # directly on each book batch (the bench's minimal quoter: NautilusTrader's order cost alone).
+    per_instant: bool = True
 
 
 class TouchQuoter(Strategy):
@@ -39,14 +42,36 @@ class TouchQuoter(Strategy):
         super().__init__(config)
         self.side_order: dict[OrderSide, tuple] = {}  # side -> (client_order_id, price, state)
         self.fill_steps: set[tuple] = set()  # (order, ts): how hftbacktest's API can count fills
+        self.filled_orders: set = set()  # orders that traded at all
         self.maker_volume = 0.0
         self.orders = 0
 
     def on_start(self) -> None:
         self.instrument = self.cache.instrument(self.config.instrument_id)
         self.subscribe_order_book_deltas(self.config.instrument_id, book_type=BookType.L2_MBP)
+        if self.config.per_instant:
+            self.subscribe_trade_ticks(self.config.instrument_id)
+        self._react_at = -1
 
     def on_order_book_deltas(self, deltas) -> None:
+        if self.config.per_instant:
+            self._react_soon()
+        else:
+            self._react(None)
+
+    def on_trade_tick(self, tick) -> None:
+        self._react_soon()
+
+    def _react_soon(self) -> None:
+        """Run the rule once per timestamp, after every record at it (an alert at the current time
+        fires once the engine has processed them all), as hftbacktest's loop does after each
+        wait_next_feed: a print and the book batch of one instant make one decision."""
+        now = self.clock.timestamp_ns()
+        if now != self._react_at:
+            self._react_at = now
+            self.clock.set_time_alert_ns(f"react-{now}", now, self._react)
+
+    def _react(self, event) -> None:
         book = self.cache.order_book(self.config.instrument_id)
         for side, best in ((OrderSide.BUY, book.best_bid_price()), (OrderSide.SELL, book.best_ask_price())):
             if best is None:
@@ -80,6 +105,7 @@ class TouchQuoter(Strategy):
 
     def on_order_filled(self, event: OrderFilled) -> None:
         self.fill_steps.add((event.client_order_id, event.ts_event))
+        self.filled_orders.add(event.client_order_id)
         self.maker_volume += float(event.last_qty)
         order = self.cache.order(event.client_order_id)
         if order is not None and order.is_closed:
@@ -98,7 +124,8 @@ class TouchQuoter(Strategy):
 
 @dataclass
 class EngineCounts:
-    fills: int
+    fills: int  # orders that traded
+    fill_steps: int  # (order, timestamp) pairs at which an order's filled quantity grew
     maker_volume: float
     orders: int
     wall_seconds: float
@@ -114,7 +141,7 @@ def run_nautilus(tape: Tape, order_qty: float, latency_ms: float, queue_model: s
                   "action_cost": 0.0, "starting_quote": 1e6, "starting_base": 1e6},
         "strategy": {"instrument_id": str(tape.instrument.id)},
     })
-    engine, instrument, _ = build_engine(config, tape)
+    engine, instrument, _ = build_engine(config, tape, exact_arrivals=True)  # hftbacktest's latency is exact
     quoter = TouchQuoter(TouchQuoterConfig(instrument_id=instrument.id, order_qty=order_qty))
     engine.add_strategy(quoter)
     t0 = time.perf_counter()
@@ -122,7 +149,7 @@ def run_nautilus(tape: Tape, order_qty: float, latency_ms: float, queue_model: s
     engine.end()
     wall = time.perf_counter() - t0
     engine.dispose()
-    return EngineCounts(len(quoter.fill_steps), quoter.maker_volume, quoter.orders, wall)
+    return EngineCounts(len(quoter.filled_orders), len(quoter.fill_steps), quoter.maker_volume, quoter.orders, wall)
 
 
 def typical_trade_size(tape: Tape, start_ns: int, end_ns: int) -> float:
@@ -156,17 +183,21 @@ def compare(tape: Tape, order_qty: float | None = None, latency_ms: float | None
         latency_ms = venue_profile(tape.meta["venue_profile"]).latency_ms
     ours = run_nautilus(tape, order_qty, latency_ms, queue_model, queue_power, start_ns, end_ns)
     ref = run_hftbacktest(tape, order_qty, int(latency_ms * 1_000_000), queue_model, queue_power, start_ns, end_ns)
-    fill_ratio = ours.fills / ref["fills"] if ref["fills"] else None
-    volume_ratio = ours.maker_volume / ref["maker_volume"] if ref["maker_volume"] else None
+    def ratio(key: str) -> float | None:
+        ours_value = getattr(ours, key)
+        return ours_value / ref[key] if ref[key] else None
+
     return {
         "rule": f"touch quoter, {order_qty:g} per side, requote on best-price change",
+        "order_qty": order_qty,
         "queue_model": queue_model, "queue_power": queue_power if queue_model == "prob_power" else None,
         "latency_ms": latency_ms,
-        "flashmm": {"fills": ours.fills, "maker_volume": round(ours.maker_volume, 6), "orders": ours.orders,
-                    "wall_seconds": round(ours.wall_seconds, 3)},
+        "flashmm": {"fills": ours.fills, "fill_steps": ours.fill_steps, "maker_volume": round(ours.maker_volume, 6),
+                    "orders": ours.orders, "wall_seconds": round(ours.wall_seconds, 3)},
         "hftbacktest": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in ref.items()},
-        "fill_count_ratio": fill_ratio,
-        "maker_volume_ratio": volume_ratio,
+        "fill_count_ratio": ratio("fills"),
+        "maker_volume_ratio": ratio("maker_volume"),
+        "fill_step_ratio": ratio("fill_steps"),
     }
 
 
@@ -175,13 +206,15 @@ def render(report: dict) -> str:
         return "n/a" if value is None else f"{value:.3f} ({(value - 1) * 100:+.1f}%)"
 
     ours, ref = report["flashmm"], report["hftbacktest"]
+    size = max(len(f"{report['order_qty']:g}".partition(".")[2]), 1)
     return "\n".join([
         f"rule: {report['rule']}; queue model {report['queue_model']}"
         + (f" n={report['queue_power']:g}" if report["queue_power"] is not None else "")
         + f"; latency {report['latency_ms']:g} ms",
-        f"{'':14}{'fills':>10}{'maker volume':>16}{'orders':>10}",
-        f"{'FlashMM/NT':14}{ours['fills']:>10,}{ours['maker_volume']:>16,.1f}{ours['orders']:>10,}",
-        f"{'hftbacktest':14}{ref['fills']:>10,}{ref['maker_volume']:>16,.1f}{ref['orders']:>10,}",
-        f"fill-count ratio (FlashMM / hftbacktest):   {ratio(report['fill_count_ratio'])}",
-        f"maker-volume ratio (FlashMM / hftbacktest): {ratio(report['maker_volume_ratio'])}",
+        f"{'':14}{'filled orders':>14}{'fill steps':>12}{'maker volume':>16}{'orders':>10}",
+        *(f"{name:14}{e['fills']:>14,}{e['fill_steps']:>12,}{e['maker_volume']:>16,.{size}f}{e['orders']:>10,}"
+          for name, e in (("FlashMM/NT", ours), ("hftbacktest", ref))),
+        f"fill-count ratio (filled orders, FlashMM / hftbacktest): {ratio(report['fill_count_ratio'])}",
+        f"maker-volume ratio (FlashMM / hftbacktest):              {ratio(report['maker_volume_ratio'])}",
+        f"fill-step ratio ((order, time) pairs, see docs):         {ratio(report['fill_step_ratio'])}",
     ])

@@ -33,13 +33,21 @@ filled, and then only with that last fill's quantity, so partial fills never rea
 `num_trades` or `trading_volume`. So after every wait, before clearing inactive orders, each
 order's filled quantity `qty - leaves_qty` (in lots) is compared with what was last seen for it:
 
-- `fills` counts (order, timestamp) pairs whose filled quantity grew. Fills can only happen at a
-  feed timestamp (GTX orders never take, and an arriving order is checked only against the book),
-  and response latency is 0, so every fill is seen at the timestamp it happened.
-- Several fills of one order at one timestamp (e.g. a sweep that prints at our price and then
-  through it) arrive together and count once; `merged_fill_steps` counts the pairs where the
-  growth exceeds the last fill's `exec_qty`, i.e. where at least two fills were merged. Group
-  NautilusTrader's fills by (order, ts_event) to compare like with like.
+- `fills` counts the orders whose filled quantity ever grew: orders that traded. This is the
+  fill count compared with ours. How an order's fills are cut into steps differs by design (see
+  below), so the number of steps measures granularity, not whether orders traded.
+- `fill_steps` counts (order, timestamp) pairs whose filled quantity grew. Fills can only happen
+  at a feed timestamp (GTX orders never take, and an arriving order is checked only against the
+  book), and response latency is 0, so every fill is seen at the timestamp it happened. Several
+  fills of one order at one timestamp (e.g. a sweep that prints at our price and then through it)
+  arrive together and count once; `merged_fill_steps` counts the pairs where the growth exceeds
+  the last fill's `exec_qty`, i.e. where at least two fills were merged. Group NautilusTrader's
+  fills by (order, ts_event) to compare like with like.
+- Steps differ where a print goes through our price: hftbacktest's partial-fill exchange then
+  fills the order's whole remainder, whatever the print's size; FlashMM fills at most what
+  printed (a fill never exceeds what traded), and the rest on later prints. On a real tape, where
+  one sweep arrives as several prints microseconds apart, that makes several steps of one fill
+  (tests/test_fidelity.py shows the case).
 - `maker_volume` is the total growth. Every fill here is a maker fill: a GTX order that would
   cross is expired on arrival, so our orders only ever rest.
 """
@@ -81,7 +89,7 @@ QUEUE_MODELS = ("prob_power", "risk_averse")
 # hftbacktest's best tick on an empty side.
 INVALID_MIN = np.iinfo(np.int64).min
 INVALID_MAX = np.iinfo(np.int64).max
-# Blocks come every ~400 ms; the timeout only bounds a wait over a gap in the tape.
+# Records come every few hundred ms at most; the timeout only bounds a wait over a gap in the tape.
 WAIT_TIMEOUT_NS = 3600 * 1_000_000_000
 WAIT_TIMEOUT, WAIT_END, WAIT_FEED = 0, 1, 2
 
@@ -178,12 +186,13 @@ def run_hftbacktest(
     t0 = time.perf_counter()
     events = tape_to_hbt_events(tape, start_ns, end_ns)  # held until close: hftbacktest reads it in place
     hbt = build_backtest(tape, events, latency_ns, queue_model, queue_power)
-    rc, fills, merged, filled_lots, orders = _quote(hbt, float(order_qty), WAIT_TIMEOUT_NS)
+    rc, filled_orders, fills, merged, filled_lots, orders = _quote(hbt, float(order_qty), WAIT_TIMEOUT_NS)
     hbt.close()
     if rc != WAIT_END:
         raise RuntimeError(f"hftbacktest stopped with code {rc}")
     return {
-        "fills": int(fills),
+        "fills": int(filled_orders),
+        "fill_steps": int(fills),
         "maker_volume": round(filled_lots * float(tape.instrument.size_increment), tape.instrument.size_precision),
         "orders": int(orders),
         "merged_fill_steps": int(merged),
@@ -200,7 +209,7 @@ def _quote(hbt, order_qty, timeout):
     depth = hbt.depth(0)
     tick, lot = depth.tick_size, depth.lot_size
     seen_lots = Dict.empty(key_type=types.uint64, value_type=types.int64)
-    fills = merged = filled_lots = orders = 0
+    filled_orders = fills = merged = filled_lots = orders = 0
     next_id = 1
     while True:
         rc = hbt.wait_next_feed(False, timeout)
@@ -210,6 +219,8 @@ def _quote(hbt, order_qty, timeout):
             cum = np.int64(round((order.qty - order.leaves_qty) / lot))
             grew = cum - seen_lots.get(order.order_id, 0)
             if grew > 0:
+                if order.order_id not in seen_lots:
+                    filled_orders += 1
                 fills += 1
                 if grew > round(order.exec_qty / lot):
                     merged += 1
@@ -218,7 +229,7 @@ def _quote(hbt, order_qty, timeout):
         if rc == WAIT_TIMEOUT:
             continue
         if rc != WAIT_FEED:
-            return rc, fills, merged, filled_lots, orders
+            return rc, filled_orders, fills, merged, filled_lots, orders
         hbt.clear_inactive_orders(0)
 
         depth = hbt.depth(0)
@@ -252,4 +263,4 @@ def _quote(hbt, order_qty, timeout):
             next_id += 1
             orders += 1
         if status != 0:
-            return status, fills, merged, filled_lots, orders
+            return status, filled_orders, fills, merged, filled_lots, orders

@@ -11,6 +11,7 @@ runs ahead of ours (as a capture host's often does) must not reorder fills again
 
 from __future__ import annotations
 
+import pandas as pd
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
 from nautilus_trader.model.data import DataType
@@ -18,6 +19,7 @@ from nautilus_trader.model.enums import BookType, LiquiditySide, OrderSide
 from nautilus_trader.model.events import (
     OrderAccepted,
     OrderCanceled,
+    OrderDenied,
     OrderExpired,
     OrderFilled,
     OrderPendingCancel,
@@ -27,7 +29,9 @@ from nautilus_trader.model.events import (
 )
 from nautilus_trader.model.identifiers import InstrumentId, StrategyId
 
-from models.signal_data import SignalData
+from backtests.metrics import FILL_COLUMNS, QUOTE_COLUMNS, TOB_COLUMNS
+from backtests.rows import RowBuffer
+from models.signal_data import SIGNAL_COLUMNS, SignalData
 
 
 class RecorderConfig(ActorConfig, frozen=True):
@@ -40,11 +44,16 @@ class RunRecorder(Actor):
         super().__init__(config)
         self.instrument_id = config.instrument_id
         self.strategy_id = config.strategy_id
-        self.tob: list[tuple[int, float, float, float, float]] = []
-        self.fills: list[tuple] = []
-        self.quotes: list[tuple] = []  # ts, bid, bid_qty, ask, ask_qty, n_bids, n_asks (None = no quote)
-        self.signals: list[tuple] = []
-        self.actions: list[int] = []  # when we sent each place / cancel / modify (each may cost the venue's fee)
+        # Compact chunks (backtests/rows.py): a day of tape must not grow memory by the hour.
+        self.tob = RowBuffer(TOB_COLUMNS)
+        self.fills = RowBuffer(FILL_COLUMNS)
+        # ts, bid, bid_qty, ask, ask_qty, n_bids, n_asks (no quote on a side: NaN price)
+        self.quotes = RowBuffer(QUOTE_COLUMNS, {"bid": float, "ask": float})
+        self.signals = RowBuffer(SIGNAL_COLUMNS)
+        self.actions = RowBuffer(["ts"])  # when we sent each place / cancel / modify (each may cost a fee)
+        # One row per order, taken when it closes (see `order_row`), so a run can purge closed
+        # orders from the cache as it goes and still report every order it sent.
+        self.closed_orders = RowBuffer(ORDER_COLUMNS)
         self.live: dict[str, tuple[bool, float, float]] = {}  # coid -> (is_buy, price, leaves)
         self._last_top: tuple[float, float, float, float] | None = None
         self._last_quote: tuple | None = None
@@ -71,7 +80,7 @@ class RunRecorder(Actor):
     def _on_order_event(self, event) -> None:
         coid = event.client_order_id.value
         if isinstance(event, (OrderSubmitted, OrderPendingCancel, OrderPendingUpdate)):
-            self.actions.append(event.ts_init)
+            self.actions.append((event.ts_init,))
             return
         if isinstance(event, OrderAccepted):
             order = self.cache.order(event.client_order_id)
@@ -93,18 +102,73 @@ class RunRecorder(Actor):
         elif isinstance(event, (OrderCanceled, OrderExpired, OrderRejected)):
             self.live.pop(coid, None)
         else:
+            if isinstance(event, OrderDenied):
+                self._closed(event.client_order_id)
             return
         self._record_quote(event.ts_init)
+        if not isinstance(event, OrderAccepted):
+            self._closed(event.client_order_id)
+
+    def _closed(self, client_order_id) -> None:
+        order = self.cache.order(client_order_id)
+        if order is not None and order.is_closed:
+            self.closed_orders.append(order_row(order))
+
+    def orders(self, cache) -> pd.DataFrame:
+        """Every order: those that closed (recorded as they did, then purged from the cache in a
+        backtest) and every other order the cache holds (still open, or, on a node restarted from
+        its persisted cache, those of the sessions before), one row each, in creation order."""
+        closed = self.closed_orders.frame()
+        recorded = set(closed["client_order_id"])
+        others = pd.DataFrame([order_row(o) for o in cache.orders(strategy_id=self.strategy_id)
+                               if o.client_order_id.value not in recorded], columns=ORDER_COLUMNS)
+        frames = [f for f in (closed, others) if len(f)]
+        if not frames:
+            return others
+        rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        return rows.sort_values(["ts_init", "client_order_id"], kind="stable").reset_index(drop=True)
 
     def _record_quote(self, ts: int) -> None:
-        bids = [(px, q) for is_buy, px, q in self.live.values() if is_buy]
-        asks = [(px, q) for is_buy, px, q in self.live.values() if not is_buy]
-        bid = max((px for px, _ in bids), default=None)
-        ask = min((px for px, _ in asks), default=None)
-        row = (
-            bid, sum(q for px, q in bids if px == bid), ask, sum(q for px, q in asks if px == ask),
-            len(bids), len(asks),
-        )
+        """Our best bid and ask (price, size there, order count per side), when they change. One
+        pass over our few live orders: this runs on every order event."""
+        bid = ask = None
+        bid_qty = ask_qty = 0.0
+        n_bids = n_asks = 0
+        for is_buy, px, q in self.live.values():
+            if is_buy:
+                n_bids += 1
+                if bid is None or px > bid:
+                    bid, bid_qty = px, q
+                elif px == bid:
+                    bid_qty += q
+            else:
+                n_asks += 1
+                if ask is None or px < ask:
+                    ask, ask_qty = px, q
+                elif px == ask:
+                    ask_qty += q
+        row = (bid, bid_qty, ask, ask_qty, n_bids, n_asks)
         if row != self._last_quote:
             self._last_quote = row
             self.quotes.append((ts, *row))
+
+
+ORDER_COLUMNS = ["client_order_id", "venue_order_id", "side", "price", "quantity", "filled_qty", "avg_px",
+                 "status", "post_only", "ts_init", "ts_last"]
+
+
+def order_row(order) -> tuple:
+    """An order's row in `orders.parquet` (ORDER_COLUMNS)."""
+    return (
+        order.client_order_id.value,
+        order.venue_order_id.value if order.venue_order_id else None,
+        order.side_string(),
+        float(order.price),
+        float(order.quantity),
+        float(order.filled_qty),
+        float(order.avg_px) if order.avg_px else None,
+        order.status_string(),
+        order.is_post_only,
+        order.ts_init,
+        order.last_event.ts_init,  # on our clock, as every other timestamp of a run
+    )

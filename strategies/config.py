@@ -20,7 +20,7 @@ class ConfigError(ValueError):
 
 
 class MarketMakerConfig(StrategyConfig, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """Market maker parameters. Prices in bps are relative to fair value; sizes in the instrument's base units.
+    """Market maker parameters. Prices in bps are relative to fair value; sizes in the base currency.
 
     Spread models
     -------------

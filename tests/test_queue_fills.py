@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from scripted import evolve, run_script
 
 BUY_50 = [(100, "buy", "a", "0.4000", "50.0")]  # live once the 800 ms block has been processed
+BUY_50_AT_400 = [(400, "buy", "a", "0.4000", "50.0")]  # sent once the 400 ms block has been processed
 
 SCENARIOS = [
     pytest.param(
@@ -62,6 +63,19 @@ SCENARIOS = [
         [{"t": 1600, "bid": {"0.4000": 0}, "trades": [("sell", "0.4000", 120.0)]}],
         BUY_50 + [(900, "cancel", "a", "", "")], {},
         {"a": []}, id="cancel-landed-before-print-no-fill",
+    ),
+    # Arrival: an order sent with the 400 ms block, 100 ms latency, is due at 500 ms, before the
+    # 800 ms block. On a continuous venue it is there when that block's print comes; on a
+    # block-gated venue (a chain: the tape's own sei-clob profile) it lands with the block, behind
+    # the block's events.
+    pytest.param(
+        [{"t": 800, "bid": {"0.4000": 0}, "trades": [("sell", "0.4000", 150.0)]}],
+        BUY_50_AT_400, {"latency_ms": 100.0, "profile": "binance-usdm"}, {"a": [(0.4, 50.0)]},
+        id="continuous-venue-order-arrives-on-time",
+    ),
+    pytest.param(
+        [{"t": 800, "bid": {"0.4000": 0}, "trades": [("sell", "0.4000", 150.0)]}],
+        BUY_50_AT_400, {"latency_ms": 100.0}, {"a": []}, id="block-venue-order-lands-behind-the-block",
     ),
     # Snapshots (a Tardis import's, a recorder's re-snapshot, paper mode's): a batch reaches the
     # queue as the net change of each level. We rest behind 100 at 0.4000 in each row.

@@ -43,7 +43,7 @@ from app.live.ops import start_ops_server
 from app.live.paper import PaperExecClientConfig, PaperExecClientFactory
 from app.live.status import STATUS_FILE, StatusWriter, StatusWriterConfig, write_json_atomic
 from backtests.recorder import RecorderConfig, RunRecorder
-from backtests.runner import orders_frame, session_analytics, write_session_files
+from backtests.runner import session_analytics, write_session_files
 from data.catalog import iso_utc
 from data.venues import venue_profile
 from strategies.control import register_halt_endpoint
@@ -319,7 +319,7 @@ async def _serve(session: Session, duration: float, sock_path: Path, token: str)
 
 def _write_session(session: Session) -> None:
     strat_cfg = session.config.strategy_config()
-    orders = orders_frame(session.node.kernel.cache, session.strategy.id)
+    orders = session.recorder.orders(session.node.kernel.cache)
     end_ns = time.time_ns()
     instrument = session.node.kernel.cache.instrument(strat_cfg.instrument_id)
     analytics, quotes = session_analytics(session.recorder, orders, strat_cfg, session.started_ns, end_ns, NS,

@@ -21,6 +21,14 @@ from nautilus_trader.config import SimulationModuleConfig
 from nautilus_trader.model.book import OrderBook
 from nautilus_trader.model.data import OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import AggressorSide, BookAction, BookType, LiquiditySide, OrderSide
+from nautilus_trader.model.events import (
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderUpdated,
+)
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Quantity
 
@@ -28,6 +36,8 @@ from backtests.fills.queue_book import QueueBook
 from backtests.fills.queue_models import QueueModel
 
 _DELETE, _CLEAR = BookAction.DELETE, BookAction.CLEAR
+_CLOSING = (OrderCanceled, OrderExpired, OrderRejected)
+_BUY, _SELL = OrderSide.BUY, OrderSide.SELL
 
 
 class QueueFillModel(FillModel):
@@ -97,32 +107,37 @@ class QueueFillModule(SimulationModule):
             # snapshot (CLEAR, then the levels again) that re-adds a level's size changed nothing
             # there, and must not move us to the front of the queue on the way.
             final: dict[tuple[bool, int], int] = {}
+            # Our levels by (side, raw price), so a delta is matched without arithmetic.
+            tick = self.tick_raw
+            ours = {(_BUY if is_buy else _SELL, price * tick): (is_buy, price) for is_buy, price in levels}
             for delta in deltas.deltas:
                 action = delta.action
                 if action == _CLEAR:
                     final = dict.fromkeys(levels, 0)
                     continue
                 order = delta.order
-                key = (order.side == OrderSide.BUY, order.price.raw // self.tick_raw)
-                if key in levels:
+                key = ours.get((order.side, order.price.raw))
+                if key is not None:
                     final[key] = 0 if action == _DELETE else order.size.raw // self.lot_raw
             for (is_buy, price), size in final.items():
                 self.queue.on_depth(is_buy, price, size)
         self._cross()
 
     def _cross(self) -> None:
-        best_bid, best_ask = self.book.best_bid_price(), self.book.best_ask_price()
-        orders = self.queue.orders.values()
-        if best_ask is not None:
-            ask = best_ask.raw // self.tick_raw
-            if any(o.is_buy and o.price >= ask for o in orders):
-                top = max(o.price for o in orders if o.is_buy)
+        top = low = None  # our best buy and best sell, in ticks
+        for o in self.queue.orders.values():
+            if o.is_buy:
+                top = o.price if top is None or o.price > top else top
+            else:
+                low = o.price if low is None or o.price < low else low
+        if top is not None:
+            best_ask = self.book.best_ask_price()
+            if best_ask is not None and best_ask.raw // self.tick_raw <= top:
                 asks = self._levels(self.book.asks(), lambda p: p <= top)
                 self._fill(self.queue.on_cross(True, asks), "cross_fills")
-        if best_bid is not None:
-            bid = best_bid.raw // self.tick_raw
-            if any((not o.is_buy) and o.price <= bid for o in orders):
-                low = min(o.price for o in orders if not o.is_buy)
+        if low is not None:
+            best_bid = self.book.best_bid_price()
+            if best_bid is not None and best_bid.raw // self.tick_raw >= low:
                 bids = self._levels(self.book.bids(), lambda p: p >= low)
                 self._fill(self.queue.on_cross(False, bids), "cross_fills")
 
@@ -144,26 +159,44 @@ class QueueFillModule(SimulationModule):
             if order is None:
                 continue
             qty = Quantity.from_raw(lots * self.lot_raw, self.instrument.size_precision)
-            engine.fill_order(order, order.price, qty, LiquiditySide.MAKER)
+            engine.fill_order(order, order.price, qty, LiquiditySide.MAKER)  # its OrderFilled may close it
             self.stats[kind] += 1
             self.stats["filled_lots"] += lots
-            if self.queue.orders[key].leaves <= 0:
-                self.queue.remove(key)
-                del self.live[key]
+            if key in self.live and self.queue.orders[key].leaves <= 0:
+                self._leave(key)
 
-    # -- after the exchange processed commands: who is live now ---------------------------------
+    # -- who is live: the venue's order events, as it accepts, updates and closes our orders -----
 
-    def process(self, ts_now: int) -> None:
-        open_orders = self._matching_engine().get_open_orders()
-        if len(open_orders) == len(self.live) and all(o.client_order_id in self.live for o in open_orders):
+    def register_venue(self, exchange) -> None:
+        super().register_venue(exchange)
+        # Events reach us synchronously while the exchange processes a command, so an order joins
+        # its queue the moment it is accepted, before any later record, as polling the matching
+        # engine after every record did, at a fraction of the cost.
+        exchange.msgbus.subscribe(topic="events.order.*", handler=self._on_order_event)
+
+    def _on_order_event(self, event) -> None:
+        if event.instrument_id != self.instrument.id:
             return
-        current = {o.client_order_id: o for o in open_orders}
-        for key in [k for k in self.live if k not in current]:
+        kind = type(event)
+        key = event.client_order_id
+        if kind is OrderAccepted:
+            order = self.exchange.cache.order(key)
+            if order is not None and order.is_open and key not in self.live:
+                self._join(order)
+        elif kind is OrderUpdated:
+            if key in self.live:  # a new price or size: back of the queue, as a venue treats it
+                self._leave(key)
+                self._join(self.exchange.cache.order(key))
+        elif kind in _CLOSING or (kind is OrderFilled and key in self.live and self.live[key].is_closed):
+            self._leave(key)
+
+    def _leave(self, key) -> None:
+        if key in self.live:
             self.queue.remove(key)
             del self.live[key]
-        for key, order in current.items():
-            if key not in self.live:
-                self._join(order)
+
+    def process(self, ts_now: int) -> None:
+        """Nothing to do once the exchange has processed its commands: order events keep `live`."""
 
     def _join(self, order) -> None:
         is_buy = order.side == OrderSide.BUY
