@@ -92,19 +92,30 @@ def order_stats(orders: pd.DataFrame, fills: pd.DataFrame, metrics: dict) -> pd.
     return pd.DataFrame(rows, columns=["statistic", "value"]).astype({"value": str})
 
 
-def signal_vs_realised(signal: pd.DataFrame, equity: pd.DataFrame, bins: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Each block's expected move against the mid's realised move over the next SIGNAL_HORIZON_S.
+def signal_horizon(signal: pd.DataFrame) -> float:
+    """The horizon to compare a run's signal over: the model's own (signal.parquet's horizon_s), but
+    never under SIGNAL_HORIZON_S, the shortest the 1 s equity sample resolves."""
+    if "horizon_s" in signal:
+        h = pd.to_numeric(signal["horizon_s"], errors="coerce").dropna()
+        if len(h):
+            return max(float(h.iloc[-1]), SIGNAL_HORIZON_S)
+    return SIGNAL_HORIZON_S
 
-    Returns (per-block pairs, mean realised move per quantile bin of the expected move). The
+
+def signal_vs_realised(signal: pd.DataFrame, equity: pd.DataFrame, bins: int = 10,
+                       horizon_s: float = SIGNAL_HORIZON_S) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each row's expected move against the mid's realised move over the next `horizon_s`.
+
+    Returns (per-row pairs, mean realised move per quantile bin of the expected move). The
     realised move is read from the 1 s equity sample, the finest mid the run dir keeps.
     """
     mids = equity[["ts", "mid"]].dropna().sort_values("ts")
     blocks = signal[["ts", "expected_move_bps", "confidence", "fallback"]].sort_values("ts")
     now = pd.merge_asof(blocks, mids, on="ts", direction="backward")
-    later = pd.merge_asof(blocks.assign(ts=blocks["ts"] + int(SIGNAL_HORIZON_S * 1e9))[["ts"]], mids, on="ts",
+    later = pd.merge_asof(blocks.assign(ts=blocks["ts"] + int(horizon_s * 1e9))[["ts"]], mids, on="ts",
                           direction="backward")
     pairs = now.assign(realised_bps=(later["mid"].to_numpy() - now["mid"].to_numpy()) / now["mid"].to_numpy() * 1e4)
-    horizon_end = blocks["ts"].to_numpy() + int(SIGNAL_HORIZON_S * 1e9)
+    horizon_end = blocks["ts"].to_numpy() + int(horizon_s * 1e9)
     known = (horizon_end <= mids["ts"].iloc[-1]) if len(mids) else False
     pairs = pairs[known & pairs["realised_bps"].notna()]
     if pairs["expected_move_bps"].nunique() < 2:

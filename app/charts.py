@@ -65,7 +65,7 @@ def markout_figure(curve: pd.DataFrame) -> go.Figure:
     return _layout(fig, "Markout, qty-weighted (+ = good for us)", "bps", height=300)
 
 
-def signal_figure(binned: pd.DataFrame) -> go.Figure:
+def signal_figure(binned: pd.DataFrame, horizon_s: float = SIGNAL_HORIZON_S) -> go.Figure:
     fig = go.Figure(go.Scatter(x=binned["expected_bps"], y=binned["realised_bps"], mode="lines+markers",
                                name="realised (mean per decile)", customdata=binned["blocks"],
                                hovertemplate="expected %{x:.3f} bps, realised %{y:.3f} bps, %{customdata} blocks"))
@@ -73,7 +73,7 @@ def signal_figure(binned: pd.DataFrame) -> go.Figure:
     fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="realised = expected",
                              line=dict(dash="dot", color="#999999")))
     fig.update_xaxes(title="signal's expected move (bps)")
-    return _layout(fig, f"Signal vs realised mid move over the next {SIGNAL_HORIZON_S:g} s", "realised (bps)", 320)
+    return _layout(fig, f"Signal vs realised mid move over the next {horizon_s:g} s", "realised (bps)", 320)
 
 
 def compare_figure(equities: dict[str, pd.DataFrame], quote: str) -> go.Figure:

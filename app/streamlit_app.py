@@ -21,6 +21,7 @@ navigation = st.navigation([
     st.Page(views / "runs.py", title="Runs", default=True),
     st.Page(views / "run_detail.py", title="Run detail", url_path="run"),
     st.Page(views / "sweep.py", title="Sweep", url_path="sweep"),
+    st.Page(views / "signal.py", title="Signal", url_path="signal"),
     st.Page(views / "live.py", title="Live", url_path="live"),
 ])
 with st.sidebar:

@@ -111,3 +111,30 @@ def render_evaluation(ev: dict, shipped: str | None = None, main: str | None = N
     lines += _table(score_rows(ev["horizons"], "scores", shipped), main)
     lines.append("VERDICT: " + verdict["text"])
     return "\n".join(lines)
+
+
+REPORT_KINDS = {"flashmm.signal_report": "training report", "flashmm.signal_evaluation": "evaluation of a saved model",
+                "flashmm.ablation": "signal ablation"}
+
+
+def model_summary_rows(evaluation: dict) -> list[dict]:
+    """The test-window table of a run's model (metrics.json["signal"]["evaluation"])."""
+    horizons = {key: {"test": scores} for key, scores in (evaluation.get("test") or {}).items()}
+    return score_rows(horizons, "test", (evaluation.get("selection") or {}).get("model"))
+
+
+def ablation_rows(report: dict) -> list[dict]:
+    """One row per (group, arm) of an ablation report's summary: what the app's table shows."""
+    rows = []
+    for group, arms in report.get("summary", {}).items():
+        for arm, s in arms.items():
+            d = s.get("diff_vs_off") or {}
+            rows.append({
+                "group": group, "arm": arm, "windows": s.get("windows"), "pnl_mean": s.get("pnl_total_mean"),
+                "on_minus_off": d.get("mean"), "ci_low": d.get("ci_low"), "ci_high": d.get("ci_high"),
+                "above_zero": d.get("above_zero"), "won": d.get("share_positive"),
+                "costs_mean": s.get("costs_paid_mean"),
+                **{f"markout_{h}": (s.get("markout_bps") or {}).get(h) for h in ("1s", "5s", "30s")},
+                **{f"adverse_{h}": (s.get("adverse_fill_rate") or {}).get(h) for h in ("1s", "5s", "30s")},
+            })
+    return rows

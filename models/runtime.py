@@ -214,7 +214,7 @@ def model_summary(meta: dict) -> dict | None:
     report = meta.get("report")
     if not isinstance(report, dict):
         return None
-    keep = ("log_loss", "auc", "direction_auc", "ece", "n")
+    keep = ("log_loss", "auc", "direction_auc", "ece", "accuracy", "n")
     horizons = {}
     for key, h in (report.get("horizons") or {}).items():
         horizons[key] = {name: {k: s.get(k) for k in keep} for name, s in (h.get("test") or {}).items()}

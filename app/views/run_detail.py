@@ -10,6 +10,7 @@ import streamlit as st
 
 from app import analysis, charts, runs, ui
 from backtests import report
+from models import report as model_report
 
 st.title("Run detail")
 root = ui.runs_root()
@@ -142,16 +143,37 @@ if not (run_dir / "signal.parquet").exists():
 else:
     try:
         signal = ui.frame(run_dir, "signal")
-        pairs, binned = analysis.signal_vs_realised(in_window(signal), series)
+        horizon = analysis.signal_horizon(signal)
+        pairs, binned = analysis.signal_vs_realised(in_window(signal), series, horizon_s=horizon)
         if binned.empty:
-            st.info("Too few signal blocks in this window to compare with realised moves.")
+            st.info("Too few signal rows in this window to compare with realised moves.")
         else:
-            st.plotly_chart(charts.signal_figure(binned))
+            st.plotly_chart(charts.signal_figure(binned, horizon))
             corr = pairs["expected_move_bps"].corr(pairs["realised_bps"])
-            st.caption(f"{len(pairs):,} blocks, correlation {corr:+.3f}, fallback on "
+            st.caption(f"{len(pairs):,} book updates, correlation {corr:+.3f}, fallback on "
                        f"{pairs['fallback'].mean():.1%} of them; model {(metrics.get('signal') or {}).get('model_id')}")
     except runs.RunDirError as exc:
         st.error(str(exc))
+    st.subheader("The model's out-of-sample evaluation")
+    evaluation = (metrics.get("signal") or {}).get("evaluation")
+    if not evaluation:
+        st.info("This run's signal recorded no evaluation: the rule-based fallback ran (no model loaded), or the "
+                "model was trained before evaluations were recorded.")
+    else:
+        verdict = evaluation.get("verdict") or {}
+        (st.success if verdict.get("ships") else st.warning)(verdict.get("text", "no verdict recorded"))
+        selection = evaluation.get("selection") or {}
+        windows = evaluation.get("windows") or {}
+        st.caption(f"model {evaluation.get('model_id')} trained on {evaluation.get('catalog')} (train "
+                   f"{' .. '.join(windows.get('train', []))}, valid {' .. '.join(windows.get('valid', []))}); "
+                   f"scored on its test window {' .. '.join(windows.get('test', []))}. Selection: "
+                   f"{selection.get('rule', 'n/a')}. * = shipped.")
+        table = pd.DataFrame(model_report.model_summary_rows(evaluation))
+        if not table.empty:
+            main = f"{selection.get('main_horizon_s', 0):g}s"
+            table["model"] = [m + (" *" if s and h == main else "")
+                              for m, s, h in zip(table["model"], table["shipped"], table["horizon"], strict=True)]
+            st.dataframe(table.drop(columns=["key", "shipped"]), hide_index=True)
 
 st.subheader("Resolved config")
 try:
