@@ -57,7 +57,8 @@ def configs(draw):
 
 signals = st.builds(
     Signal, ts_ns=st.just(0), fair_shift_bps=st.floats(-5, 5), spread_scale=st.floats(0.7, 1.5),
-    bid_size_scale=st.floats(0, 2), ask_size_scale=st.floats(0, 2),
+    bid_size_scale=st.floats(0, 2), ask_size_scale=st.floats(0, 2), bid_widen_bps=st.floats(0, 10),
+    ask_widen_bps=st.floats(0, 10), fair_from_mid=st.booleans(),
 )
 
 
@@ -119,11 +120,14 @@ def test_skew_leans_against_inventory(cfg, top, a, b, sigma):
 
 
 def test_signal_is_clamped_and_ignored_when_stale_or_broken():
-    kw = dict(max_age_ms=1000, max_shift_bps=5.0, min_spread_scale=0.7, max_spread_scale=1.5)
+    kw = dict(max_age_ms=1000, max_shift_bps=5.0, min_spread_scale=0.7, max_spread_scale=1.5, max_widen_bps=8.0)
     now = 10_000_000_000
-    wild = Signal(ts_ns=now, fair_shift_bps=50.0, spread_scale=0.1, bid_size_scale=9, ask_size_scale=-1)
+    wild = Signal(ts_ns=now, fair_shift_bps=50.0, spread_scale=0.1, bid_size_scale=9, ask_size_scale=-1,
+                  bid_widen_bps=30.0, ask_widen_bps=-4.0, fair_from_mid=True)
     got = effective_signal(wild, now, **kw)
     assert (got.fair_shift_bps, got.spread_scale, got.bid_size_scale, got.ask_size_scale) == (5.0, 0.7, 2.0, 0.0)
+    assert (got.bid_widen_bps, got.ask_widen_bps, got.fair_from_mid) == (8.0, 0.0, True)
+    assert effective_signal(Signal(ts_ns=now, bid_widen_bps=float("inf")), now, **kw) is NEUTRAL
     assert effective_signal(Signal(ts_ns=now - 2_000_000_000, fair_shift_bps=1.0), now, **kw) is NEUTRAL
     assert effective_signal(Signal(ts_ns=now, fair_shift_bps=float("nan")), now, **kw) is NEUTRAL
     assert effective_signal(None, now, **kw) is NEUTRAL
@@ -137,12 +141,51 @@ def test_signal_shifts_quotes():
     assert [q.price_ticks for q in up] > [q.price_ticks for q in flat]
 
 
+def test_a_side_at_risk_steps_back_alone_and_a_pulled_side_is_not_quoted():
+    cfg = parse_strategy_config({"instrument_id": "SEI/USDC.SEI", "levels": 2, "half_spread_bps": 5.0,
+                                 "fair_value": "mid"})
+    top = Top(0.4000, 0.4010, 100, 100)
+
+    def prices(signal):
+        quotes = build_ladder(cfg, GRID, top, 0.0, 0.0, signal, 1e9, 1e9)
+        return ([q.price_ticks for q in quotes if q.side == BUY], [q.price_ticks for q in quotes if q.side == SELL])
+
+    bids, asks = prices(NEUTRAL)
+    wide_bids, same_asks = prices(Signal(0, bid_widen_bps=5.0))  # 5 bps of 0.4005 = 2 ticks
+    assert [b - w for b, w in zip(bids, wide_bids, strict=True)] == [2, 2] and same_asks == asks
+    same_bids, wide_asks = prices(Signal(0, ask_widen_bps=5.0))
+    assert [w - a for a, w in zip(asks, wide_asks, strict=True)] == [2, 2] and same_bids == bids
+    no_bids, asks_left = prices(Signal(0, bid_size_scale=0.0))
+    assert no_bids == [] and asks_left == asks
+
+
+def test_the_signals_fair_value_replaces_the_microprice():
+    """A model's expected move is a forecast of the mid that already saw the book's lean: with
+    `fair_from_mid` the shift is taken from the mid, so the lean is not counted twice."""
+    cfg = parse_strategy_config({"instrument_id": "SEI/USDC.SEI", "levels": 1, "half_spread_bps": 5.0,
+                                 "fair_value": "microprice"})
+    heavy_bid = Top(0.4000, 0.4010, 10_000, 100)  # microprice near the ask
+    mid_cfg = parse_strategy_config({"instrument_id": "SEI/USDC.SEI", "levels": 1, "half_spread_bps": 5.0,
+                                     "fair_value": "mid"})
+    from_mid = build_ladder(cfg, GRID, heavy_bid, 0.0, 0.0, Signal(0, fair_shift_bps=2.0, fair_from_mid=True), 1e9,
+                            1e9)
+    assert from_mid == build_ladder(mid_cfg, GRID, heavy_bid, 0.0, 0.0, Signal(0, fair_shift_bps=2.0), 1e9, 1e9)
+    assert from_mid != build_ladder(cfg, GRID, heavy_bid, 0.0, 0.0, Signal(0, fair_shift_bps=2.0), 1e9, 1e9)
+
+
 @pytest.mark.parametrize("raw, needle", [
     ({"instrument_id": "SEI/USDC.SEI", "levelz": 2}, "unknown key `strategy.levelz`"),
     ({"instrument_id": "SEI/USDC.SEI", "levels": "3"}, "levels"),
     ({"instrument_id": "SEI/USDC.SEI", "max_position": -1}, "max_position"),
     ({"instrument_id": "SEI/USDC.SEI", "spread_model": "magic"}, "spread_model"),
     ({"levels": 2}, "instrument_id"),
+    ({"instrument_id": "SEI/USDC.SEI", "signal_adverse_edge": 1.0}, "signal_adverse_edge"),
+    ({"instrument_id": "SEI/USDC.SEI", "signal_adverse_release": 0.5}, "signal_adverse_release"),
+    ({"instrument_id": "SEI/USDC.SEI", "signal_pull_edge": 0.3}, "signal_pull_edge"),
+    ({"instrument_id": "SEI/USDC.SEI", "signal_adverse_widen_bps": -1.0}, "signal_adverse_widen_bps"),
+    ({"instrument_id": "SEI/USDC.SEI", "signal_fair_skew": "yes"}, "signal_fair_skew"),
+    ({"instrument_id": "SEI/USDC.SEI", "signal_tighten_min_flat": 1.0}, "signal_tighten_min_flat"),
+    ({"instrument_id": "SEI/USDC.SEI", "signal_confidence": 0.5}, "unknown key `strategy.signal_confidence`"),
 ])
 def test_strategy_config_rejects_bad_input(raw, needle):
     with pytest.raises(ConfigError, match=needle):

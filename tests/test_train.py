@@ -458,3 +458,46 @@ def test_cli_scores_a_saved_model_and_writes_json(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "app.cli", "train", "--catalog", str(SAMPLE)],
                              capture_output=True, text=True, cwd=ROOT)
     assert missing.returncode == 2 and "--train-until" in missing.stderr and "--out" in missing.stderr
+
+
+def test_bundled_real_market_model_says_it_does_not_win_and_its_market_trades_without_it(tmp_path):
+    """models/artifacts/ethusdt is reproduced by the command its config documents; on the real tape no
+    model beats the one-feature logistic out of sample, the tooling says so, and the market's
+    default config keeps the signal off."""
+    from backtests.config import load_config
+
+    bundled = ROOT / "models/artifacts/ethusdt"
+    out = tmp_path / "eth"
+    done = subprocess.run([sys.executable, "-m", "app.cli", "train", "--catalog",
+                           str(ROOT / "data/real/ethusdt-perp-20240808"), "--train-until", "+180s", "--valid-until",
+                           "+260s", "--folds", "2", "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "VERDICT: NO MODEL BEATS THE BASELINES at 1s on the test window" in done.stdout
+    a = torch.jit.load(str(bundled / "model.pt")).state_dict()
+    b = torch.jit.load(str(out / "model.pt")).state_dict()
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    meta = json.loads((bundled / "meta.json").read_text())
+    assert meta["verdict"] == json.loads((out / "meta.json").read_text())["verdict"]
+    assert meta["verdict"]["ships"] is False and meta["label"]["horizon_s"] == 1.0
+    config = load_config(ROOT / "backtests/configs/ethusdt_real.toml")
+    assert Path(config.signal.model) == bundled and config.strategy_config().use_signal is False
+
+
+def test_every_bundled_config_trades_its_signal_only_where_the_model_won_and_out_of_sample():
+    from backtests.config import load_config
+    from data.catalog import open_tape, parse_time
+
+    checked = 0
+    for path in sorted((ROOT / "backtests/configs").glob("*.toml")):
+        if path.name.startswith("sweep"):
+            continue
+        config = load_config(path)
+        if not config.strategy_config().use_signal or not config.signal.model:
+            continue
+        meta = json.loads((Path(config.signal.model) / "meta.json").read_text())
+        assert meta["verdict"]["ships"], f"{path.name} trades on a model that does not beat the baselines"
+        tape = open_tape(config.run.catalog)
+        start = parse_time(config.run.start, tape, "start") or tape.start_ns
+        assert start >= pd.Timestamp(meta["windows"]["valid"][1]).value, f"{path.name} trades in sample"
+        checked += 1
+    assert checked >= 1  # the demo
