@@ -1,9 +1,11 @@
 """Running a trained model online, safely: load checks, inference, the fallback and its breaker.
 
 A model that is missing, does not match the features, returns NaN/inf or overruns its latency
-budget must never stop quoting or feed garbage to the strategy. `SignalEngine` answers every block:
-with the model when it is healthy, otherwise with the rule-based fallback, and it trips a circuit
-breaker (logged and counted) that keeps the model out for a cooldown before trying it again.
+budget must never stop quoting or feed garbage to the strategy. `SignalEngine` answers every book
+batch: with the model when it is healthy, otherwise with the rule-based fallback, and it trips a
+circuit breaker (logged and counted) that keeps the model out for a cooldown before trying it
+again. (`model_blocks` / `fallback_blocks` count book batches; the names are kept for the node's
+metrics.)
 """
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ class SignalEngine:
 
     def evaluate(self, x: np.ndarray, now_ns: int) -> SignalOutput:
         if self.model is None and self.model_dir is not None and now_ns >= self.open_until_ns:
-            self._try_load(now_ns)  # first block, or a retry after the cooldown
+            self._try_load(now_ns)  # first book batch, or a retry after the cooldown
         model = self.model
         if model is not None and now_ns >= self.open_until_ns:
             t0 = time.perf_counter_ns()

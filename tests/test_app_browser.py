@@ -17,7 +17,7 @@ from conftest import ARTIFACTS, ROOT
 SCREENSHOT = ARTIFACTS / "app-run-detail.png"
 EXPECTED_CHARTS = {"PnL and its decomposition (USDC, marked at mid)", "Inventory (SEI)",
                    "Price: market mid, our quotes and fills", "Markout, qty-weighted (+ = good for us)",
-                   "Signal vs realised mid move over the next 2 s"}
+                   "Signal vs realised mid move over the next 5 s"}  # the bundled model's horizon
 # Ready when every chart has drawn a line or markers and the config (the last section) is on the page.
 CHARTS_DRAWN = """(() => {
   const failure = document.querySelector('[data-testid="stException"]');
