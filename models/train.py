@@ -8,13 +8,17 @@ first rows may use the previous window's book, as they would live). Labels are m
 (seconds, on the receive-time clock) and per window, so the rows whose horizon runs past their
 window's end are unlabelled and dropped and no label ever looks into the next window.
 
-For each horizon two candidates are fitted on the train window, both on standardised, clipped
+For each horizon the candidates are fitted on the train window, all on standardised, clipped
 inputs and temperature-calibrated on the valid window:
 
 - `logreg_all`: multinomial logistic regression on every feature (full-batch L-BFGS, its L2
   strength picked on the valid log loss);
+- `logreg_book`: the same on the book's lean alone (BOOK_FEATURES);
 - `mlp`: a small MLP (features -> hidden -> hidden -> 3 logits, ReLU), Adam on shuffled
   minibatches, early-stopped on the valid log loss.
+
+By default each is fitted on the windows and their mirror images (`mirror`: bids and asks
+swapped), so no model learns a drift that a few minutes of one market happened to have.
 
 Both are scored against the baselines (`BASELINES`) on the valid and test windows: log loss,
 accuracy, AUC, directional AUC and ECE, per horizon. The main horizon (given, or the one where the
