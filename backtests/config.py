@@ -66,6 +66,10 @@ class SignalSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     # node always measures.
     inference_latency: Literal["simulated", "measured"] = "simulated"
     simulated_inference_us: float = 100.0
+    # Backtests only: compute the signal ahead of the engine, chunk by chunk, and replay it at each
+    # book batch (models/replay.py: the same features, model calls and breaker as the online actor,
+    # outside the engine's loop), or run the online actor inside the engine as a live node does.
+    replay: bool = True
 
 
 def resolve_venue(venue: VenueSection, catalog_profile: str, strategy: MarketMakerConfig) -> VenueSection:

@@ -71,18 +71,9 @@ def run_backtest(
 
     venue = config.venue
     engine, instrument, queue_module = build_engine(config, tape)
-    signal_actor = None
-    if strat_cfg.use_signal:
-        from models.actor import SignalActor, SignalActorConfig  # torch loads only when a signal runs
-
-        sig = config.signal
-        # Added before the strategy: each block's signal is published before the strategy quotes.
-        signal_actor = SignalActor(SignalActorConfig(
-            instrument_id=instrument.id, model_dir=sig.model or None, latency_budget_ms=sig.latency_budget_ms,
-            trip_after=sig.trip_after, cooldown_secs=sig.cooldown_secs,
-            simulated_latency_us=sig.simulated_inference_us if sig.inference_latency == "simulated" else None,
-        ))
-        engine.add_actor(signal_actor)
+    signal_actor = _signal_actor(config, instrument.id) if strat_cfg.use_signal else None
+    if signal_actor is not None:
+        engine.add_actor(signal_actor)  # before the strategy: a batch's signal is out before it quotes
     strategy = strategy_cls(strat_cfg)
     strategy.set_action_cost(venue.action_cost)
     engine.add_strategy(strategy)
@@ -92,7 +83,8 @@ def run_backtest(
     register_halt_endpoint(engine.kernel.msgbus, engine.kernel.risk_engine)
 
     wall0 = time.perf_counter()
-    events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress)
+    feed = getattr(signal_actor, "feed", None)  # the precomputed signal is computed chunk by chunk
+    events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress, feed)
     wind_down(engine, strategy, latency_model(venue))
     wall = time.perf_counter() - wall0
     left_open = len(engine.cache.orders_open(strategy_id=strategy.id)) + len(
@@ -242,11 +234,35 @@ def window(config: BacktestConfig, tape: Tape) -> tuple[int, int]:
     return start_ns, end_ns
 
 
-def stream(engine: BacktestEngine, tape: Tape, start_ns: int, end_ns: int, chunk_minutes: int, progress: bool) -> int:
+def _signal_actor(config: BacktestConfig, instrument_id):
+    """The ML signal's actor: precomputed and replayed (`[signal] replay`, the default) or online."""
+    from models.actor import SignalActor, SignalActorConfig  # torch loads only when a signal runs
+    from models.replay import SignalPrecompute, SignalReplayActor, SignalReplayActorConfig
+    from models.runtime import SignalEngine
+
+    sig = config.signal
+    simulated = sig.simulated_inference_us if sig.inference_latency == "simulated" else None
+    if sig.replay:
+        engine = SignalEngine(sig.model or None, sig.latency_budget_ms, sig.trip_after, int(sig.cooldown_secs * 1e9),
+                              simulated)
+        return SignalReplayActor(SignalReplayActorConfig(instrument_id=instrument_id),
+                                 SignalPrecompute(instrument_id, engine))
+    return SignalActor(SignalActorConfig(
+        instrument_id=instrument_id, model_dir=sig.model or None, latency_budget_ms=sig.latency_budget_ms,
+        trip_after=sig.trip_after, cooldown_secs=sig.cooldown_secs, simulated_latency_us=simulated,
+    ))
+
+
+def stream(engine: BacktestEngine, tape: Tape, start_ns: int, end_ns: int, chunk_minutes: int, progress: bool,
+           before_chunk=None) -> int:
+    """Feed the tape window into the engine chunk by chunk; `before_chunk(batches, trades)` runs
+    before the engine gets each chunk."""
     events = 0
     total_s = (end_ns - start_ns) / NS
     bar = tqdm(total=round(total_s), unit="s", desc="backtest", disable=not progress, leave=False)
     for batches, trades in tape.parts(start_ns, end_ns, chunk_ns=chunk_minutes * 60 * NS):
+        if before_chunk is not None:
+            before_chunk(batches, trades)
         # Trades first so that, at equal timestamps, a block's prints precede its book batch
         # (the engine's sort is stable); the book batch must still be registered as book data.
         if trades:

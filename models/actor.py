@@ -50,8 +50,4 @@ class SignalActor(Actor):
         if x is None:
             return
         out = self.engine.evaluate(x, deltas.ts_init)
-        p = out.probs
-        self.publish_data(self.data_type, SignalData(
-            self.instrument_id, float(p[0]), float(p[1]), float(p[2]), out.expected_move_bps, out.confidence,
-            out.horizon_s, out.model_id, out.latency_us, out.fallback, deltas.ts_event, deltas.ts_init,
-        ))
+        self.publish_data(self.data_type, SignalData.from_output(self.instrument_id, out, deltas))

@@ -205,16 +205,18 @@ class OnlineFeatures:
         if self._first_log_mid is None:
             self._first_log_mid = log_mid
         q = _quantise(increments)
+        q0, q1, q2, q3, q4 = q
         out = state
         for w, k_ns in enumerate(_WINDOWS_NS):
-            rows, totals = self._rows[w], self._totals[w]
-            totals = tuple(a + b for a, b in zip(totals, q, strict=True))
+            rows = self._rows[w]
+            t0, t1, t2, t3, t4 = self._totals[w]
+            t0, t1, t2, t3, t4 = t0 + q0, t1 + q1, t2 + q2, t3 + q3, t4 + q4  # unrolled: this runs every batch
             rows.append((ts_ns, q, log_mid))
             cutoff = ts_ns - k_ns
             while rows[0][0] <= cutoff:
-                _, old, self._anchor[w] = rows.popleft()
-                totals = tuple(a - b for a, b in zip(totals, old, strict=True))
-            self._totals[w] = totals
+                _, (o0, o1, o2, o3, o4), self._anchor[w] = rows.popleft()
+                t0, t1, t2, t3, t4 = t0 - o0, t1 - o1, t2 - o2, t3 - o3, t4 - o4
+            totals = self._totals[w] = (t0, t1, t2, t3, t4)
             anchor = self._anchor[w]
             out += _window_values(log_mid, self._first_log_mid if anchor is None else anchor, totals, WINDOWS_S[w])
         return np.array(out, dtype=np.float64)

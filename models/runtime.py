@@ -116,6 +116,15 @@ class SignalOutput:
     fallback: bool
 
 
+def _is_distribution(probs: np.ndarray) -> bool:
+    """Finite, non-negative, summing to 1 (to 1e-3): what a model's output must be to be used.
+    Plain float arithmetic on the three values: this runs on every book batch."""
+    down, flat, up = probs.tolist()
+    total = down + flat + up
+    return (math.isfinite(total) and down >= 0.0 and flat >= 0.0 and up >= 0.0
+            and abs(total - 1.0) <= 1e-3)
+
+
 def directional_confidence(probs: np.ndarray) -> float:
     """How strongly the forecast leans one way: |p_up - p_down| in [0, 1]. A forecast that is sure
     nothing moves (p_flat = 1) has no direction and no confidence."""
@@ -174,7 +183,7 @@ class SignalEngine:
             if self.simulated_latency_us is not None:
                 latency_us = self.simulated_latency_us
             self.latencies_us.append(latency_us)
-            if not np.all(np.isfinite(probs)) or abs(probs.sum() - 1) > 1e-3 or np.any(probs < 0):
+            if not _is_distribution(probs):
                 self._trip("nan", now_ns, f"output {probs}")
             else:
                 self.slow_streak = self.slow_streak + 1 if latency_us > self.latency_budget_ms * 1e3 else 0

@@ -49,6 +49,13 @@ class SignalData(Data):
     def ts_init(self) -> int:
         return self._ts_init
 
+    @classmethod
+    def from_output(cls, instrument_id: InstrumentId, out, batch) -> SignalData:
+        """The signal a `SignalEngine` output (`models.runtime.SignalOutput`) gives for a book batch."""
+        p = out.probs
+        return cls(instrument_id, float(p[0]), float(p[1]), float(p[2]), out.expected_move_bps, out.confidence,
+                   out.horizon_s, out.model_id, out.latency_us, out.fallback, batch.ts_event, batch.ts_init)
+
     @property
     def edge(self) -> float:
         """p_up - p_down: the signed directional lean, in [-1, 1]."""

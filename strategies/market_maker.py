@@ -108,6 +108,7 @@ class MarketMaker(Strategy):
         self.last_quote_fair = 0.0
         self.last_spread_scale = 1.0
         self.last_signal_shape = NEUTRAL.shape()
+        self._effective: tuple = (-1, None, NEUTRAL)  # (time, raw signal, the effective signal then)
         self.dirty = True  # the ladder must be rebuilt at the next opportunity
         self.max_age_ns = int(config.max_order_age_secs * NS)
         self.actions: deque[int] = deque()  # timestamps of submits/cancels, for the rate cap
@@ -209,10 +210,16 @@ class MarketMaker(Strategy):
         return any(now - o.ts_submitted > self.max_age_ns for o in self.orders.values())
 
     def _signal(self, now: int) -> Signal:
-        return effective_signal(
-            self.signal_source.latest(now), now, self.cfg.signal_max_age_ms, self.cfg.signal_max_shift_bps,
+        raw = self.signal_source.latest(now)
+        memo = self._effective
+        if memo[0] == now and memo[1] is raw:  # the requote check and the requote of one instant
+            return memo[2]
+        signal = effective_signal(
+            raw, now, self.cfg.signal_max_age_ms, self.cfg.signal_max_shift_bps,
             self.cfg.signal_min_spread_scale, self.cfg.signal_max_spread_scale, self.cfg.signal_max_widen_bps,
         )
+        self._effective = (now, raw, signal)
+        return signal
 
     def _top(self) -> Top | None:
         book = self.book

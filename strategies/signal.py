@@ -99,14 +99,23 @@ class ModelSignal:
         self.cfg = cfg
         self.last: SignalData | None = None
         self.at_risk: str | None = None  # the side under adverse-selection protection, if any
+        self._made: tuple[SignalData | None, Signal | None] = (None, None)  # (data, the signal made from it)
 
     def update(self, data: SignalData) -> None:
         self.last = data
 
     def latest(self, ts_ns: int) -> Signal | None:
-        data, cfg = self.last, self.cfg
+        data = self.last
         if data is None:
             return None
+        if self._made[0] is data:  # asked again for the same data (once per book batch and timer)
+            return self._made[1]
+        signal = self._make(data)
+        self._made = (data, signal)
+        return signal
+
+    def _make(self, data: SignalData) -> Signal:
+        cfg = self.cfg
         edge = data.p_up - data.p_down
         directional = abs(edge) >= cfg.signal_min_confidence
         fair_shift, widen, scale = 0.0, {"bid": 0.0, "ask": 0.0}, {"bid": 1.0, "ask": 1.0}
