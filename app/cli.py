@@ -99,7 +99,15 @@ def _live_config(args: argparse.Namespace):
         overrides["node.mode"] = args.mode
     if getattr(args, "rpc_url", None):
         overrides["sei.rpc_url"] = args.rpc_url
+    if getattr(args, "api_url", None):
+        overrides["monaco.api_url"] = args.api_url
     return load_live_config(args.config, overrides)
+
+
+def _venue_text(config) -> str:
+    if config.on_monaco:
+        return f"Monaco at {config.monaco.api_url} ({config.monaco.symbol})"
+    return f"{config.sei.rpc_url} (contract {config.sei.contract})"
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
@@ -115,8 +123,8 @@ def _run_node(config, duration: float | None, state_dir: str | None) -> int:
     connect, or lost the venue) exits with status 1, so systemd or compose restarts it."""
     from app.live.node import NodeError, run_live, session_summary
 
-    print(f"FlashMM {config.node.mode} node on {config.sei.rpc_url} (contract {config.sei.contract}); "
-          "Ctrl-C stops it after cancelling every order", flush=True)
+    print(f"FlashMM {config.node.mode} node on {_venue_text(config)}; Ctrl-C stops it after cancelling every order",
+          flush=True)
     try:
         session_dir = run_live(config, duration_secs=duration, state_dir=state_dir)
     except NodeError as exc:
@@ -162,7 +170,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from app.live.record import RecordingError, record
 
     config = _live_config(args)
-    print(f"recording {config.sei.rpc_url} (contract {config.sei.contract}) into {args.out}; Ctrl-C stops", flush=True)
+    print(f"recording {_venue_text(config)} into {args.out}; Ctrl-C stops", flush=True)
     try:
         print(json.dumps(record(config, args.out, duration_secs=args.duration), indent=2))
     except RecordingError as exc:
@@ -232,6 +240,23 @@ def _cmd_localnet(args: argparse.Namespace) -> int:
         catalog=args.catalog, host=args.host, port=args.port, block_interval_ms=args.block_ms, seed=args.seed,
         key_file=Path(args.key_file), start=args.start, end=args.end, maker_fee=args.maker_fee,
         taker_fee=args.taker_fee,
+    )
+
+
+def _cmd_monaco_local(args: argparse.Namespace) -> int:
+    from adapters.monaco.local.server import run_monaco_local
+
+    wire = None
+    if args.wire:
+        from adapters.monaco.wire import Wire
+        from backtests.config import convert, load_toml_file
+
+        wire = convert(load_toml_file(Path(args.wire), "wire file").get("wire", {}), Wire, args.wire)
+    return run_monaco_local(
+        catalog=args.catalog, host=args.host, port=args.port, seed=args.seed, key_file=Path(args.key_file),
+        start=args.start, end=args.end, speed=args.speed, maker_fee_bps=args.maker_fee_bps,
+        taker_fee_bps=args.taker_fee_bps, records=Path(args.records) if args.records else None, wire=wire,
+        requests_per_s=args.requests_per_s, match_delay_ms=args.match_delay_ms,
     )
 
 
@@ -307,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--config", help="node TOML, e.g. app/configs/live_localnet.toml (required to run)")
     live.add_argument("--mode", choices=["paper", "live"], help="overrides node.mode")
     live.add_argument("--rpc-url", help="overrides sei.rpc_url, e.g. ws://127.0.0.1:26657/websocket")
+    live.add_argument("--api-url", help="overrides monaco.api_url, e.g. http://127.0.0.1:8080")
     live.add_argument("--duration", type=float, help="stop after this many seconds (default: node.duration_secs)")
     live.add_argument("--state-dir", help="where the session directory is written, or where status/halt/resume look "
                                           "for the running node (default: node.state_dir; for status/halt/resume "
@@ -329,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--config", required=True, help="node TOML (its [sei] section is used)")
     rec.add_argument("--out", required=True, help="catalog directory to create")
     rec.add_argument("--rpc-url", help="overrides sei.rpc_url")
+    rec.add_argument("--api-url", help="overrides monaco.api_url")
     rec.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     rec.set_defaults(func=_cmd_record)
 
@@ -389,6 +416,29 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--maker-fee", default="0", help="the contract's maker fee rate (default 0)")
     ln.add_argument("--taker-fee", default="0.0005", help="the contract's taker fee rate (default 0.0005)")
     ln.set_defaults(func=_cmd_localnet)
+
+    ml = sub.add_parser("monaco-local", help="run a local Monaco (REST + WebSocket) replaying a tape as the market",
+                        description="Serve Monaco's REST API and WebSocket (the dialect of adapters/monaco/wire.py) on "
+                                    "one port, with the catalog's tape replayed as the market on its own clock, "
+                                    "orders matched price-time against it, the wallet login verified, rate limits "
+                                    "and fault switches (POST /_flashmm/fault). Writes the dev wallet's key to "
+                                    "--key-file (mode 600) and runs until Ctrl-C.")
+    ml.add_argument("--catalog", required=True, help="catalog directory whose tape is the market, e.g. data/sample")
+    ml.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ml.add_argument("--port", type=int, default=8080, help="port (default 8080, Monaco's local preset; 0 = free)")
+    ml.add_argument("--seed", type=int, default=0, help="derives the dev wallet and the ids (default 0)")
+    ml.add_argument("--key-file", default="~/.flashmm/monaco-local.key",
+                    help="where to write the dev wallet's key (default ~/.flashmm/monaco-local.key)")
+    ml.add_argument("--start", help="tape window start: ISO time or offset like +30min")
+    ml.add_argument("--end", help="tape window end: ISO time or offset like +1h")
+    ml.add_argument("--speed", type=float, default=1.0, help="tape seconds per second (default 1: real time)")
+    ml.add_argument("--maker-fee-bps", default="0", help="the pair's maker fee in basis points (default 0)")
+    ml.add_argument("--taker-fee-bps", default="5", help="the pair's taker fee in basis points (default 5)")
+    ml.add_argument("--records", help="directory for the venue's own records of every order and fill (JSON lines)")
+    ml.add_argument("--wire", help="TOML file with a [wire] table: serve a corrected Monaco dialect")
+    ml.add_argument("--requests-per-s", type=float, default=50.0, help="per-client REST rate limit (default 50)")
+    ml.add_argument("--match-delay-ms", type=float, default=0.0, help="delay before an order is matched (default 0)")
+    ml.set_defaults(func=_cmd_monaco_local)
 
     data = sub.add_parser("data", help="make or import tapes", description="Make or import tapes.")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

@@ -84,7 +84,7 @@ class MonacoRest:
         self._rng = random.Random(seed)
         self._session: aiohttp.ClientSession | None = None
         self._backoff_level = 0  # consecutive 429s without a Retry-After
-        self.on_sent: Callable[[str, int], None] | None = None  # (route, sent_ns), for latency stats
+        self.on_sent: Callable[[str, int], None] | None = None  # (route, sent_ns) as its headers go out
         self.stats = {"requests": 0, "retries": 0, "rate_limited": 0, "server_errors": 0, "timeouts": 0,
                       "unauthorized": 0}
 
@@ -100,18 +100,18 @@ class MonacoRest:
             await self._session.close()
             self._session = None
 
-    @staticmethod
-    async def _headers_sent(session, ctx, params) -> None:
+    async def _headers_sent(self, session, ctx, params) -> None:
         request_ctx = ctx.trace_request_ctx
         if isinstance(request_ctx, dict):
-            request_ctx["sent_ns"] = time.time_ns()
+            sent_ns = request_ctx["sent_ns"] = time.time_ns()
+            if self.on_sent is not None:
+                self.on_sent(request_ctx.get("route", ""), sent_ns)
 
     # -- one call ---------------------------------------------------------------------------------
 
     async def call(
         self, route: str, *, params: dict[str, str] | None = None, query: dict[str, str] | None = None,
         body: Any = None, auth: bool = True, idempotent: bool | None = None, refreshing: bool = False,
-        trace: dict | None = None,
     ) -> Any:
         """JSON of a 2xx answer; raises the errors of `adapters.monaco.errors`."""
         if self._session is None:
@@ -134,7 +134,7 @@ class MonacoRest:
                     await self.auth.ensure_fresh(self)
                 generation = self.auth.generation
                 headers.update(self.auth.headers(method, path_q, data))
-            ctx = trace if trace is not None else {}
+            ctx = {"route": route}
             self.stats["requests"] += 1
             try:
                 async with self._session.request(method, self.base_url + path_q, data=data or None, headers=headers,
@@ -151,8 +151,6 @@ class MonacoRest:
                 error = (NotSent if "sent_ns" not in ctx else FateUnknown)(
                     f"{method} {path}: connection lost ({type(exc).__name__})")
             else:
-                if self.on_sent is not None and "sent_ns" in ctx:
-                    self.on_sent(route, ctx["sent_ns"])
                 if 200 <= status < 300:
                     self._backoff_level = 0
                     if not payload:

@@ -602,9 +602,11 @@ class Codec:
         pages = d.get(self.key(m, "total_pages"), 1)
         return [self.read_order(r) for r in rows], pages if isinstance(pages, int) and pages > 0 else 1
 
-    def list_orders_query(self, pair_id: str, status: str, page: int, page_size: int) -> dict[str, str]:
-        """[TS] getPaginatedOrders({status, trading_pair, page, page_size}) (query keys as the SDK names them)."""
-        return {"status": status, "trading_pair": pair_id, "page": str(page), "page_size": str(page_size)}
+    def list_orders_query(self, pair_id: str, status: str | None, page: int, page_size: int) -> dict[str, str]:
+        """[TS] getPaginatedOrders({status, trading_pair, page, page_size}) (query keys as the SDK names
+        them; newest first is assumed, UNCONFIRMED). `status` None lists every status."""
+        query = {"trading_pair": pair_id, "page": str(page), "page_size": str(page_size)}
+        return {"status": status, **query} if status else query
 
     def balances(self, rows: list[Balance]) -> dict:
         return self.obj("balances", balances=[self.obj(
