@@ -127,6 +127,11 @@ class MonacoExecutionClient(LiveExecutionClient):
         self._booked: dict[str, tuple[Decimal, Decimal]] = {}  # venue id -> (quantity, notional) booked
         self._filled: dict[ClientOrderId, Decimal] = {}  # our order -> quantity booked over all its venue ids
         self._trade_ids: OrderedDict[str, None] = OrderedDict()
+        # Venue orders we closed (a cancel's or replace's answer) before the venue told us their final
+        # filled quantity (a terminal event or a REST read): a fill made while the socket was down
+        # would otherwise be lost with them. Reconciliation and the stop read them back.
+        self._unsettled: set[str] = set()
+        self._settled: OrderedDict[str, None] = OrderedDict()
         self._unclaimed: OrderedDict[str, list[tuple[Order, int]]] = OrderedDict()
         self._held: list[tuple[Order, int]] | None = None  # order events held during a reconciliation
         self._sending: set[ClientOrderId] = set()  # creates whose answer has not come yet
@@ -158,8 +163,9 @@ class MonacoExecutionClient(LiveExecutionClient):
         lists none."""
         try:
             await asyncio.wait_for(self._cancel_everything(), timeout=self._cfg.stop_timeout_secs)
+            await asyncio.wait_for(self._settle_closed(), timeout=self._cfg.stop_timeout_secs)
         except (TimeoutError, VenueError, WireError, OSError) as exc:
-            self._log.error(f"stop: could not confirm that no order is left open ({exc!r})")
+            self._log.error(f"stop: could not confirm that no order is left open and every fill booked ({exc!r})")
         finally:
             _discard(self._monaco.order_listeners, self._on_order_event)
             _discard(self._monaco.on_reconnect, self._reconcile_after_reconnect)
@@ -496,9 +502,11 @@ class MonacoExecutionClient(LiveExecutionClient):
             return
         self._canceled(live, self._clock.timestamp_ns())
 
-    def _canceled(self, live: _Live, ts: int) -> None:
+    def _canceled(self, live: _Live, ts: int, settled: bool = False) -> None:
         order = self._cache.order(live.coid)
         self._forget(live)
+        if live.venue_id and not settled and live.venue_id not in self._settled:
+            self._unsettled.add(live.venue_id)
         if order is not None and not order.is_closed:
             self.generate_order_canceled(order.strategy_id, order.instrument_id, live.coid,
                                          VenueOrderId(live.venue_id) if live.venue_id else None, ts)
@@ -568,18 +576,38 @@ class MonacoExecutionClient(LiveExecutionClient):
         ts = event.ts_ns or received_ns
         if event.event == "fill" and event.fill is not None:
             self._book(coid, event.id, event.filled_quantity, event.fill, ts)
-        elif event.event in ("cancelled", "rejected"):
+        elif event.event in ("cancelled", "rejected", "replaced"):
             self._book(coid, event.id, event.filled_quantity, None, ts, event.average_fill_price)
+            self._settle(event.id)
             live = self._live.get(coid)
             if live is not None and live.venue_id == event.id:  # not an id a replace moved us away from
-                self._canceled(live, ts)
+                self._canceled(live, ts, settled=True)
 
     def _sync(self, live: _Live, order: Order) -> None:
         """Bring one of our orders in line with the venue's view of it."""
         ts = self._clock.timestamp_ns()
         self._book(live.coid, order.id, order.filled_quantity, None, ts, order.average_fill_price)
-        if live.coid in self._live and order.status in TERMINAL_STATUSES and live.venue_id == order.id:
-            self._canceled(live, ts)
+        if order.status in TERMINAL_STATUSES:
+            self._settle(order.id)
+            if live.coid in self._live and live.venue_id == order.id:
+                self._canceled(live, ts, settled=True)
+
+    def _settle(self, venue_id: str) -> None:
+        self._unsettled.discard(venue_id)
+        self._settled[venue_id] = None
+        if len(self._settled) > _MEMORY:
+            self._settled.popitem(last=False)
+
+    async def _settle_closed(self) -> None:
+        """Read back the orders we closed before the venue reported their final fills."""
+        for venue_id in list(self._unsettled):
+            coid = self._by_venue.get(venue_id)
+            order = await self._read_order(venue_id)
+            if order is not None and coid is not None:
+                self._book(coid, venue_id, order.filled_quantity, None, self._clock.timestamp_ns(),
+                           order.average_fill_price)
+            if order is None or order.status in TERMINAL_STATUSES:
+                self._settle(venue_id)
 
     def _note_booked(self, venue_id: str, coid: ClientOrderId, qty: Decimal, price: Decimal, trade_id: str) -> None:
         booked_qty, notional = self._booked.get(venue_id, (Decimal(0), Decimal(0)))
@@ -659,6 +687,7 @@ class MonacoExecutionClient(LiveExecutionClient):
 
     async def _reconcile_once(self, reason: str) -> None:
         self.stats.reconciliations += 1
+        await self._settle_closed()
         open_now = {o.id: o for o in await self._venue_orders()}
         for live in list(self._live.values()):
             if live.coid in self._sending or live.venue_id is None:

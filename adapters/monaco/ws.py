@@ -147,7 +147,7 @@ class MonacoSocket:
                 try:
                     await self._connect(reconnect=True)
                 except (aiohttp.ClientError, OSError, TimeoutError, VenueError) as exc:
-                    log.warning("websocket reconnect %d failed: %r", attempt, exc)
+                    log.warning("websocket reconnect %d failed: %s", attempt, _reason(exc))
                     continue
                 self.stats["reconnects"] += 1
                 log.info("websocket reconnected after %d attempt(s)", attempt)
@@ -168,3 +168,10 @@ class MonacoSocket:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             log.warning("websocket read failed: %r", exc)
         log.warning("websocket to %s closed (code %s)", self.url.split("?", 1)[0], ws.close_code)
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connection failed, without the request's headers that aiohttp's errors carry."""
+    status = getattr(exc, "status", None)
+    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else f": {exc}" if isinstance(exc, VenueError)
+                                      else "")

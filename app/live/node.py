@@ -301,6 +301,7 @@ def node_status(session: Session) -> dict:
         "execution": exec_client.snapshot() if hasattr(exec_client, "snapshot") else None,
         "data": {"resnapshots": getattr(data_client, "resnapshots", 0),
                  "stale_events": getattr(data_client, "stale_events", 0),
+                 "stale_updates": getattr(data_client, "stale_updates", 0),
                  "blocks_seen": venue.blocks_seen, "book_excludes": getattr(data_client, "excluded_owner", None)},
         "signal": session.signal_actor.engine.summary() if session.signal_actor else None,
     }

@@ -14,11 +14,14 @@ test) make the failures a live node must survive happen on demand:
     refuse_ws_ms    refuse new WebSocket connections (HTTP 503) for that long
     http_5xx        answer the next N REST requests with 503, unprocessed
     http_429        answer the next N REST requests with 429 (Retry-After: retry_after_s)
-    slow_ms         hold the next `slow_requests` REST requests this long before handling them
+    slow_ms         hold the next `slow_requests` REST requests (of `slow_route` only, if given:
+                    a route name of wire.Routes) this long before handling them
     stale_sequence  send the last book update N more times (a sequence already seen)
     skip_sequence   let the book sequence jump, so the next update shows a gap
     expire_tokens   end every session now (the next private call is a 401)
     junk_frames     send N malformed frames to every WebSocket client
+    error_frame     send an error frame with this text to every WebSocket client (a venue that
+                    echoes what it was sent, a token included, in its errors)
 
 Junk from a client is answered with an error (HTTP 400, or an error frame) and never ends the
 server; a client that stops reading is disconnected once its outbox is full.
@@ -50,7 +53,19 @@ from eth_account.messages import encode_defunct, encode_typed_data
 
 from adapters.monaco.keys import EvmSigner
 from adapters.monaco.local.exchange import ExchangeConfig, LocalExchange, OrderNotFound, OrderRefused
-from adapters.monaco.wire import SESSION_HEADERS, ApiError, Codec, Level, Order, Session, Trade, Wire, WireError, iso
+from adapters.monaco.wire import (
+    SESSION_HEADERS,
+    ApiError,
+    Codec,
+    Level,
+    Order,
+    Routes,
+    Session,
+    Trade,
+    Wire,
+    WireError,
+    iso,
+)
 from adapters.monaco.wire import signing_string as request_signing_string
 
 log = logging.getLogger("flashmm.monaco_local")
@@ -58,7 +73,7 @@ log = logging.getLogger("flashmm.monaco_local")
 SEI_TESTNET_CHAIN_ID = 1328  # [SEI] atlantic-2; every non-mainnet Monaco environment settles there ([TS] sdk.ts)
 FAULT_PATH = "/_flashmm/fault"
 FAULT_SWITCHES = ("drop_ws", "refuse_ws_ms", "http_5xx", "http_429", "retry_after_s", "slow_ms", "slow_requests",
-                  "stale_sequence", "skip_sequence", "expire_tokens", "junk_frames")
+                  "slow_route", "stale_sequence", "skip_sequence", "expire_tokens", "junk_frames", "error_frame")
 MAX_BODY_BYTES = 1 << 20
 OUTBOX_LIMIT = 10_000
 CLOCK_SKEW_MS = 30_000  # a session signature's timestamp may be this far from ours (UNCONFIRMED on Monaco)
@@ -141,11 +156,13 @@ class LocalMonaco:
         self._sessions_by_refresh: dict[str, _Session] = {}
         self._sessions_by_key: dict[bytes, _Session] = {}
         self._buckets: dict[str, _Bucket] = {}
-        self._faults = {"http_5xx": 0, "http_429": 0, "retry_after_s": 1.0, "slow_ms": 0.0, "slow_requests": 0}
+        self._faults = {"http_5xx": 0, "http_429": 0, "retry_after_s": 1.0, "slow_ms": 0.0, "slow_requests": 0,
+                        "slow_route": None}
         self._refusing_ws_until = 0.0
         self._last_book_frame: str | None = None
         # Every REST request: (monotonic time, route, status), for tests that count what a client sent.
         self.requests: deque[tuple[float, str, int]] = deque(maxlen=100_000)
+        self.issued_tokens: list[str] = []  # every access and refresh token handed out (tests look for leaks)
         self.failure: BaseException | None = None
         exchange.on_book = self._on_book
         exchange.on_trade = self._on_trade
@@ -219,7 +236,7 @@ class LocalMonaco:
                 body = await request.read()
                 identity = request.headers.get("Authorization") or request.headers.get(SESSION_HEADERS[0]) \
                     or (request.remote or "?")
-                await self._gate(identity)
+                await self._gate(identity, name)
                 answer = await handler(request, body)
                 status = 200
                 return self._json(answer)
@@ -236,7 +253,7 @@ class LocalMonaco:
                 self.requests.append((time.monotonic(), name, status))
         return endpoint
 
-    async def _gate(self, identity: str) -> None:
+    async def _gate(self, identity: str, route: str) -> None:
         """Faults first, then the per-client rate limit; both answer before any processing."""
         f = self._faults
         if f["http_429"] > 0:
@@ -246,7 +263,7 @@ class LocalMonaco:
         if f["http_5xx"] > 0:
             f["http_5xx"] -= 1
             raise _HttpError(503, "UNAVAILABLE", "fault: service unavailable")
-        if f["slow_requests"] > 0:
+        if f["slow_requests"] > 0 and f["slow_route"] in (None, route):
             f["slow_requests"] -= 1
             await asyncio.sleep(f["slow_ms"] / 1000)
         bucket = self._buckets.get(identity)
@@ -358,6 +375,7 @@ class LocalMonaco:
         session.refresh_expires_ns = now + int(self.config.refresh_ttl_s * 1e9)
         self._sessions_by_token[session.access_token] = session
         self._sessions_by_refresh[session.refresh_token] = session
+        self.issued_tokens += [session.access_token, session.refresh_token]
 
     def _session_answer(self, message: str, s: _Session) -> dict:
         return self.codec.session(message, Session(s.access_token, s.refresh_token, s.expires_ns, s.user_id), s.address)
@@ -594,6 +612,12 @@ class LocalMonaco:
         for name in ("drop_ws", "skip_sequence", "expire_tokens"):
             if not isinstance(switches.get(name, False), bool):
                 raise ValueError(f"{name}: must be a boolean")
+        error_text = switches.get("error_frame")
+        if error_text is not None and not isinstance(error_text, str):
+            raise ValueError("error_frame: must be a string")
+        route = switches.get("slow_route")
+        if route is not None and route not in Routes.__struct_fields__:
+            raise ValueError(f"slow_route: must be one of {list(Routes.__struct_fields__)}")
         f = self._faults
         for name in ("http_5xx", "http_429", "slow_requests"):
             if name in numbers:
@@ -603,6 +627,7 @@ class LocalMonaco:
         if "slow_ms" in numbers:
             f["slow_ms"] = float(numbers["slow_ms"])
             f["slow_requests"] = max(f["slow_requests"], 1) if "slow_requests" not in numbers else f["slow_requests"]
+            f["slow_route"] = route
         if "refuse_ws_ms" in numbers:
             self._refusing_ws_until = time.monotonic() + numbers["refuse_ws_ms"] / 1000
         if switches.get("expire_tokens"):
@@ -617,6 +642,9 @@ class LocalMonaco:
         for i in range(int(numbers.get("junk_frames", 0))):
             for conn in self._conns:
                 conn.send(_junk_frame(i, self.exchange.pair.id))
+        if error_text is not None:
+            for conn in self._conns:
+                conn.send(self._error_frame(error_text))
         if switches.get("drop_ws"):
             for conn in list(self._conns):
                 conn.transport.close()
