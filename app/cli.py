@@ -43,7 +43,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                  repeats=args.repeats)
     else:
         report = run_bench(args.config, catalog=args.catalog, end=args.end)
-        if not args.no_live:
+        if not args.no_live and args.live_venue == "monaco":
+            from app.live.monaco_run import live_latency_monaco
+
+            live = report["live_monaco"] = live_latency_monaco(args.config, seconds=args.live_seconds)
+            report["text"] += (
+                f"\nlive node on the local Monaco ({live['seconds']:g} s, {live['places']} orders, "
+                f"{live['replaces']} replaces): tick-to-order (book update received -> order request on the wire) "
+                f"p50 {_ms(live['tick_to_order_ms_p50'])}, p99 {_ms(live['tick_to_order_ms_p99'])} over "
+                f"{live['tick_to_order_samples']} book-triggered reactions"
+            )
+        elif not args.no_live:
             from app.live.localrun import live_latency
 
             live = report["live_localnet"] = live_latency(args.config, seconds=args.live_seconds)
@@ -183,7 +193,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
 def _cmd_parity(args: argparse.Namespace) -> int:
     from app.live.parity import render, run_parity
 
-    report = run_parity(args.config, tolerance_blocks=args.tolerance_blocks, out=args.out)
+    report = run_parity(args.config, tolerance_blocks=args.tolerance_blocks, out=args.out, venue=args.venue)
     print(json.dumps(report, indent=2, default=str) if args.json else render(report))
     return 0
 
@@ -293,7 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3,
                        help="--sweep: run 1 and 2 workers this many times, alternating; "
                             "the best of each counts (default 3)")
-    bench.add_argument("--no-live", action="store_true", help="skip the live node's tick-to-tx latency on the localnet")
+    bench.add_argument("--no-live", action="store_true", help="skip the live node's latency on a local venue")
+    bench.add_argument("--live-venue", choices=["monaco", "sei-localnet"], default="monaco",
+                       help="where the live latency is measured: the local Monaco (tick-to-order, default) or "
+                            "the Sei localnet (tick-to-tx)")
     bench.add_argument("--live-seconds", type=float, default=120.0,
                        help="length of the live latency session (default 120: about 100 txs, enough for a p99)")
     bench.add_argument("--json", action="store_true", help="print JSON")
@@ -359,11 +372,15 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     rec.set_defaults(func=_cmd_record)
 
-    par = sub.add_parser("parity", help="backtest a tape, then trade the same tape live on the localnet; compare",
-                         description="Replay the config's tape window through an in-process localnet while "
-                                     "`flashmm live` trades it, backtest the same window, and report fill "
-                                     "agreement, PnL difference and tick-to-tx latency. Runs in real time.")
-    par.add_argument("--config", required=True, help="backtest TOML, e.g. backtests/configs/parity.toml")
+    par = sub.add_parser("parity", help="backtest a tape, then trade the same tape live on a local venue; compare",
+                         description="Replay the config's tape window through an in-process local Monaco (or the "
+                                     "Sei localnet) while `flashmm live` trades it, backtest the same window, and "
+                                     "report fill agreement, PnL difference and the node's latency. Runs in real "
+                                     "time.")
+    par.add_argument("--config", required=True,
+                     help="backtest TOML, e.g. backtests/configs/parity_monaco.toml (the localnet: parity.toml)")
+    par.add_argument("--venue", choices=["monaco", "sei-localnet"], default="monaco",
+                     help="the local venue the node trades (default monaco)")
     par.add_argument("--tolerance-blocks", type=int, default=2, help="blocks a matching fill may be off (default 2)")
     par.add_argument("--out", help="where the parity directory is written (default: run.out)")
     par.add_argument("--json", action="store_true", help="print JSON")
