@@ -253,6 +253,58 @@ def _cmd_localnet(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_monaco(args: argparse.Namespace) -> int:
+    """`flashmm monaco balances|deposit|withdraw`: the wallet on Monaco and on Sei EVM."""
+    from adapters.monaco.errors import VenueError
+
+    try:
+        return _monaco_wallet(args)
+    except VenueError as exc:  # the venue or the chain said no, or could not be reached: no traceback
+        print(f"flashmm: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _monaco_wallet(args: argparse.Namespace) -> int:
+    import asyncio
+    from decimal import Decimal, InvalidOperation
+
+    from adapters.monaco.keys import load_evm_signer
+    from adapters.monaco.vault import Vault
+    from adapters.monaco.wallet import venue_view
+
+    config = _live_config(args)
+    if not config.on_monaco:
+        raise ValueError(f"{args.config}: flashmm monaco needs a node config with [venue] kind = \"monaco\"")
+    m = config.monaco
+    signer = load_evm_signer(env=m.key_env, file=Path(m.key_file).expanduser() if m.key_file else None)
+    view = asyncio.run(venue_view(m.api_url, m.symbol, m.wire, signer, chain_id=m.chain_id, client_id=m.client_id,
+                                  with_balances=args.action == "balances"))
+    vault = Vault(args.rpc_url or m.evm_rpc_url, signer, chain_id=m.chain_id, vault=args.vault or m.vault_address,
+                  abi=m.wire.vault)
+    if args.action == "balances":
+        out = {"wallet": signer.address, "venue": view.balances, "sei_evm": {}}
+        for symbol, token in view.tokens.items():
+            if token:
+                units = vault.balance(token)
+                out["sei_evm"][symbol] = str(Decimal(units).scaleb(-vault.decimals(token)))
+        print(json.dumps(out, indent=2))
+        return 0
+    if not args.asset or args.amount is None:
+        raise ValueError(f"flashmm monaco {args.action} needs --asset SYMBOL and --amount X")
+    token = args.token or view.tokens.get(args.asset)
+    if not token:
+        raise ValueError(f"the pair {m.symbol} names no contract for {args.asset!r} "
+                         f"(known: {', '.join(view.tokens) or 'none'}): pass --token ADDRESS")
+    try:
+        amount = Decimal(args.amount)
+    except InvalidOperation:
+        raise ValueError(f"--amount {args.amount!r} is not a number") from None
+    sent = (vault.deposit if args.action == "deposit" else vault.withdraw)(token, amount)
+    for s in sent:
+        print(f"{s.what}: {s.tx_hash} (nonce {s.nonce}, gas price {s.gas_price} wei) confirmed in block {s.block}")
+    return 0
+
+
 def _cmd_monaco_local(args: argparse.Namespace) -> int:
     from adapters.monaco.local.server import run_monaco_local
 
@@ -433,6 +485,21 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--maker-fee", default="0", help="the contract's maker fee rate (default 0)")
     ln.add_argument("--taker-fee", default="0.0005", help="the contract's taker fee rate (default 0.0005)")
     ln.set_defaults(func=_cmd_localnet)
+
+    mon = sub.add_parser("monaco", help="the Monaco wallet: balances, vault deposit and withdraw on Sei EVM",
+                         description="balances: the wallet's balances on Monaco (REST, after the wallet's login) and "
+                                     "its token balances on Sei EVM. deposit: approve the vault (if needed), then "
+                                     "deposit; withdraw: the vault's withdraw. Each transaction waits for its "
+                                     "receipt. The vault's address and ABI are UNCONFIRMED: see VENUE.md.")
+    mon.add_argument("action", choices=["balances", "deposit", "withdraw"])
+    mon.add_argument("--config", required=True, help="node TOML with [venue] kind = \"monaco\" (its [monaco] section)")
+    mon.add_argument("--api-url", help="overrides monaco.api_url")
+    mon.add_argument("--rpc-url", help="Sei EVM JSON-RPC (overrides monaco.evm_rpc_url)")
+    mon.add_argument("--vault", help="the vault contract (overrides monaco.vault_address)")
+    mon.add_argument("--asset", help="deposit/withdraw: the token's symbol, the pair's base or quote (e.g. USDC)")
+    mon.add_argument("--amount", help="deposit/withdraw: how much, in the token's units (e.g. 250.5)")
+    mon.add_argument("--token", help="the token contract, when the pair's metadata names none")
+    mon.set_defaults(func=_cmd_monaco)
 
     ml = sub.add_parser("monaco-local", help="run a local Monaco (REST + WebSocket) replaying a tape as the market",
                         description="Serve Monaco's REST API and WebSocket (the dialect of adapters/monaco/wire.py) on "

@@ -64,10 +64,24 @@ class Routes(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
         return method.upper(), path
 
 
+class VaultAbi(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Custody calls on Sei EVM, as Solidity signatures. ERC-20 is the standard (EIP-20); that
+    Monaco's vault takes an `approve`d ERC-20 deposit and pays out withdrawals is [TS] (socket.dev
+    README of @0xmonaco/core 0.3.0: "ERC20 token approvals for vault usage", "Deposits",
+    "Withdrawals ... with cryptographic validation"). The vault's address and function signatures
+    are UNCONFIRMED (they ship in @0xmonaco/contracts, which no source here holds): these are
+    this adapter's defaults, and a withdrawal that needs a signature from Monaco's API is not
+    supported."""
+
+    deposit: str = "deposit(address,uint256)"  # (token, amount in the token's smallest unit)
+    withdraw: str = "withdraw(address,uint256)"  # (token, amount)
+
+
 class Wire(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """The dialect both sides speak. Every field has a default; see the module docstring."""
 
     routes: Routes = Routes()
+    vault: VaultAbi = VaultAbi()
     # Casing of each message's keys ("snake" or "camel"), overriding DEFAULT_CASES per message.
     cases: dict[str, Case] = {}
     # "message.field" -> the key on the wire (after casing), for a single field spelt otherwise.

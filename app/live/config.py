@@ -92,6 +92,10 @@ class MonacoSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     requests_per_s: float = 20.0
     burst: int = 40
     timeout_secs: float = 5.0
+    # Custody (`flashmm monaco deposit|withdraw`): Sei EVM's RPC ([SEI] evm-rpc.sei-apis.com mainnet,
+    # evm-rpc-testnet.sei-apis.com testnet) and Monaco's vault contract (its address is UNCONFIRMED).
+    evm_rpc_url: str = "https://evm-rpc.sei-apis.com"
+    vault_address: str = ""
     wire: Wire = Wire()  # `[monaco.wire]`: correct a path or a field name here (see adapters/monaco/wire.py)
 
 

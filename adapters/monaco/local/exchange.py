@@ -90,6 +90,7 @@ class ExchangeConfig:
     # thousand-level book would cost the background maker tens of ms per update).
     tape_depth: int = 50
     funded: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)  # address -> (base, quote)
+    token_contracts: tuple[str, str] = ("", "")  # the pair's base and quote ERC-20s on Sei EVM, if any
     records_dir: Path | None = None
 
 
@@ -114,7 +115,8 @@ class LocalExchange:
             quote_asset_id=str(uuid.uuid5(_NAMESPACE, f"{cfg.seed}/asset/{quote}")),
             base_decimals=cfg.base_decimals, quote_decimals=cfg.quote_decimals, tick_size=tick, lot_size=lot,
             min_order_size=lot, max_order_size=Decimal(10) ** 9, maker_fee_bps=cfg.maker_fee_bps,
-            taker_fee_bps=cfg.taker_fee_bps, is_active=True,
+            taker_fee_bps=cfg.taker_fee_bps, is_active=True, base_token_contract=cfg.token_contracts[0],
+            quote_token_contract=cfg.token_contracts[1],
         )
         self.replay = TapeReplay(tape, maker=MAKER, taker=TAKER, start_ns=cfg.start_ns, end_ns=cfg.end_ns)
         self._advance = self.replay.advance
