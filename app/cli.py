@@ -272,9 +272,14 @@ def _monaco_wallet(args: argparse.Namespace) -> int:
     from adapters.monaco.vault import Vault
     from adapters.monaco.wallet import venue_view
 
-    config = _live_config(args)
+    if args.config:
+        config = _live_config(args)
+    else:  # as the service runs: $FLASHMM_CONFIG and the FLASHMM_* overrides (a container, systemd)
+        from app.live.entrypoint import config_from_env
+
+        config = config_from_env(os.environ)
     if not config.on_monaco:
-        raise ValueError(f"{args.config}: flashmm monaco needs a node config with [venue] kind = \"monaco\"")
+        raise ValueError("flashmm monaco needs a node config with [venue] kind = \"monaco\"")
     m = config.monaco
     signer = load_evm_signer(env=m.key_env, file=Path(m.key_file).expanduser() if m.key_file else None)
     view = asyncio.run(venue_view(m.api_url, m.symbol, m.wire, signer, chain_id=m.chain_id, client_id=m.client_id,
@@ -408,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the node from FLASHMM_* environment variables (container, systemd)",
                            description="Run the live node as `flashmm live` does, configured by $FLASHMM_CONFIG (the "
                                        "base TOML) and FLASHMM_* overrides: MODE, LOG_LEVEL, STATE_DIR, REDIS_URL, "
-                                       "OPS_HOST, OPS_PORT, RPC_URL, CONTRACT, CHAIN_ID, KEY_FILE. Unknown FLASHMM_* "
+                                       "OPS_HOST, OPS_PORT, VENUE, API_URL, EVM_RPC_URL, RPC_URL, CONTRACT, "
+                                       "CHAIN_ID, KEY_FILE. Unknown FLASHMM_* "
                                        "variables are refused. Used by the Dockerfile and deploy/flashmm.service.")
     serve.add_argument("--print-config", action="store_true",
                        help="print the resolved config as JSON and exit (no node is started)")
@@ -492,7 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "deposit; withdraw: the vault's withdraw. Each transaction waits for its "
                                      "receipt. The vault's address and ABI are UNCONFIRMED: see VENUE.md.")
     mon.add_argument("action", choices=["balances", "deposit", "withdraw"])
-    mon.add_argument("--config", required=True, help="node TOML with [venue] kind = \"monaco\" (its [monaco] section)")
+    mon.add_argument("--config", help="node TOML with [venue] kind = \"monaco\" (its [monaco] section); default: "
+                                      "the node's environment, as `flashmm serve` reads it ($FLASHMM_CONFIG, ...)")
     mon.add_argument("--api-url", help="overrides monaco.api_url")
     mon.add_argument("--rpc-url", help="Sei EVM JSON-RPC (overrides monaco.evm_rpc_url)")
     mon.add_argument("--vault", help="the vault contract (overrides monaco.vault_address)")
