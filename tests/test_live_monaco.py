@@ -322,3 +322,81 @@ def test_record_monaco_then_backtest_the_recording(tmp_path, tape):
     (run_dir,) = (tmp_path / "runs").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["events_processed"] >= summary["deltas"] + summary["trades"]
+
+
+def test_the_readme_quick_start_quotes_trades_and_ctrl_c_leaves_nothing_open(tmp_path):
+    """README tour step 4, as a user types it: `flashmm monaco-local --catalog data/sample` in one
+    terminal, `flashmm live --config app/configs/live_monaco_local.toml` in another, then Ctrl-C.
+    Only what a test machine needs differs: HOME (where the dev key goes), a free port for the venue
+    and the node's ops server, and where sessions and records are written. The node's fills.parquet,
+    its audit trail and the venue's own records must list the same fills."""
+    import asyncio
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from adapters.monaco.keys import load_evm_signer
+    from adapters.monaco.rest import MonacoRest
+    from adapters.monaco.wire import Codec
+
+    env = {**os.environ, "HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    env.pop("FLASHMM_MONACO_KEY", None)
+    config = tmp_path / "live_monaco_local.toml"  # the README's config, with a free port for /health
+    config.write_text((ROOT / "app/configs/live_monaco_local.toml").read_text().replace(
+        "ops_port = 8081", "ops_port = 0").replace('model = "../../models', f'model = "{ROOT}/models'))
+    records = tmp_path / "records"
+    sessions = Path(tempfile.mkdtemp(prefix="flashmm-", dir="/tmp"))  # a Unix socket path is short
+    venue = subprocess.Popen([sys.executable, "-m", "app.cli", "monaco-local", "--catalog", "data/sample",
+                              "--port", "0", "--records", str(records)],
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node = None
+    try:
+        url = re.search(r"serving (http://\S+) \(REST\)", venue.stdout.readline()).group(1)
+        node = subprocess.Popen([sys.executable, "-m", "app.cli", "live", "--config", str(config), "--api-url", url,
+                                 "--state-dir", str(sessions)], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(68)  # the sample's first trades through the quotes come 45 to 70 s in
+        assert node.poll() is None, node.stdout.read()[-3000:]
+        node.send_signal(signal.SIGINT)  # Ctrl-C
+        output, _ = node.communicate(timeout=60)
+        assert node.returncode == 0, output[-3000:]
+        signer = load_evm_signer(file=tmp_path / ".flashmm/monaco-local.key")
+
+        async def open_orders():
+            from adapters.monaco.auth import MonacoAuth
+            codec = Codec()
+            rest = MonacoRest(url, codec)
+            rest.auth = MonacoAuth(codec, signer, chain_id=1328, client_id="test")
+            await rest.start()
+            try:
+                rows = []
+                for status in ("SUBMITTED", "PARTIALLY_FILLED"):
+                    rows += codec.read_orders_page(await rest.call("list_orders", query={"status": status}))[0]
+                return rows
+            finally:
+                await rest.close()
+        left = asyncio.run(open_orders())
+    finally:
+        for proc in (node, venue):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    assert left == []  # Ctrl-C left no open order
+    (session,) = sessions.iterdir()
+    created = [json.loads(line) for line in (records / "orders.jsonl").read_text().splitlines()]
+    assert sum(r["event"] == "created" for r in created) >= 6  # it quoted (three levels a side)
+    venue_fills = [json.loads(line) for line in (records / "fills.jsonl").read_text().splitlines()]
+    audit_fills = [json.loads(line) for line in (session / "audit.jsonl").read_text().splitlines()
+                   if json.loads(line)["event"] == "fill"]
+    fills = pd.read_parquet(session / "fills.parquet")
+    assert len(venue_fills) > 0, "no fill in the session: nothing to compare"  # it traded
+    assert len(fills) == len(audit_fills) == len(venue_fills)
+    assert sorted(f["trade_id"] for f in venue_fills) == sorted(r["trade_id"] for r in audit_fills)
+    assert sorted((f["side"].upper(), Decimal(f["price"]), Decimal(f["quantity"])) for f in venue_fills) == sorted(
+        (r["side"], Decimal(r["price"]), Decimal(r["qty"])) for r in audit_fills)
