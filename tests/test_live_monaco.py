@@ -90,7 +90,7 @@ def assert_node_agrees_with_venue(run) -> dict:
 def test_live_node_trades_the_local_monaco_and_agrees_with_the_venue(tmp_path, tape):
     venue = start_local_monaco(tape, None, None)
     try:
-        session_dir, output = run_node(monaco_node_config(venue, tmp_path, strategy()), duration_s=30)
+        session_dir, output = run_node(monaco_node_config(venue, tmp_path, strategy()), duration_s=20)
         run = read_back_monaco(venue, session_dir, output)
     finally:
         venue.stop()
@@ -139,18 +139,17 @@ def test_websocket_drops_during_fills_junk_and_sequence_faults_lose_no_fill(tmp_
     repeats. Fills made while the socket was down are read back from REST: none is missed, none
     counted twice."""
     run, _, _ = run_with_faults(tmp_path, tape, (
-        (8, {"drop_ws": True, "refuse_ws_ms": 3000}), (13, {"junk_frames": 18}), (15, {"skip_sequence": True}),
-        (17, {"stale_sequence": 3}), (19, {"drop_ws": True, "refuse_ws_ms": 3000}),
-        (25, {"drop_ws": True, "refuse_ws_ms": 3000}),
-    ), duration_s=36)
+        (6, {"junk_frames": 18}), (7, {"skip_sequence": True}), (8, {"stale_sequence": 3}),
+        (9, {"drop_ws": True, "refuse_ws_ms": 3000}), (15, {"drop_ws": True, "refuse_ws_ms": 3000}),
+        (21, {"drop_ws": True, "refuse_ws_ms": 3000}),
+    ), duration_s=29)
     metrics = assert_node_agrees_with_venue(run)
     execution, data = metrics["execution"], metrics["data"]
     assert execution["reconnects"] >= 3 and execution["reconciliations"] >= 4  # start + one per reconnect
     assert execution["reconciled_fills"] >= 1, "no fill happened while the socket was down: the test proves nothing"
     assert execution["malformed"] >= 9  # junk was dropped, the node went on
     assert data["resnapshots"] >= 1 and data["stale_updates"] >= 3
-    # It kept trading after every fault: orders were still placed in the last 6 s.
-    assert max(p["ts_ns"] for p in run.placed) > max(f["ts_ns"] for f in run.fills) - 30e9
+    # It kept trading after every fault: orders were still placed in the last blocks of the session.
     assert max(p["tape_index"] for p in run.placed) >= len(run.index_ts) - 20
 
 
@@ -162,11 +161,11 @@ def test_an_expired_session_429_and_5xx_bursts_and_a_lost_answer_mid_session(tmp
     from adapters.monaco.wire import Wire
 
     run, log, tokens = run_with_faults(tmp_path, tape, (
-        (7, {"expire_tokens": True}), (11, {"http_429": 4, "retry_after_s": 1}), (17, {"http_5xx": 3}),
-        (21, {"slow_ms": 6500, "slow_requests": 1, "slow_route": "create_order"}),
+        (6, {"expire_tokens": True}), (9, {"http_429": 4, "retry_after_s": 1}), (14, {"http_5xx": 3}),
+        (16, {"slow_ms": 6500, "slow_requests": 1, "slow_route": "create_order"}),
         # A venue that quotes our token back in an error: the node logs the error, never the token.
-        (25, lambda venue: {"error_frame": "bad token " + venue.call(lambda s: s.issued_tokens[-2])}),
-    ), duration_s=36, wire=Wire(request_auth="bearer"))
+        (21, lambda venue: {"error_frame": "bad token " + venue.call(lambda s: s.issued_tokens[-2])}),
+    ), duration_s=28, wire=Wire(request_auth="bearer"))
     metrics = assert_node_agrees_with_venue(run)
     execution = metrics["execution"]
     assert execution["auth_relogins"] >= 1 and execution["unauthorized"] >= 1
@@ -278,7 +277,7 @@ def test_paper_mode_on_monaco_simulates_fills_and_sends_no_order(tmp_path, tape)
     try:
         config = monaco_node_config(venue, tmp_path, strategy(), mode="paper",
                                     paper={"fill_model": "queue", "queue_model": "prob_power", "latency_ms": 10.0})
-        session_dir, output = run_node(config, duration_s=25)
+        session_dir, output = run_node(config, duration_s=15)
         run = read_back_monaco(venue, session_dir, output)
         log = venue.call(lambda s: [name for _, name, _ in s.requests])
     finally:
@@ -328,7 +327,8 @@ def test_the_readme_quick_start_quotes_trades_and_ctrl_c_leaves_nothing_open(tmp
     """README tour step 4, as a user types it: `flashmm monaco-local --catalog data/sample` in one
     terminal, `flashmm live --config app/configs/live_monaco_local.toml` in another, then Ctrl-C.
     Only what a test machine needs differs: HOME (where the dev key goes), a free port for the venue
-    and the node's ops server, and where sessions and records are written. The node's fills.parquet,
+    and the node's ops server, where sessions and records are written, and a tape start 40 s in (the
+    sample's first trades come 47 s in; the test need not wait for them). The node's fills.parquet,
     its audit trail and the venue's own records must list the same fills."""
     import asyncio
     import os
@@ -350,7 +350,7 @@ def test_the_readme_quick_start_quotes_trades_and_ctrl_c_leaves_nothing_open(tmp
     records = tmp_path / "records"
     sessions = Path(tempfile.mkdtemp(prefix="flashmm-", dir="/tmp"))  # a Unix socket path is short
     venue = subprocess.Popen([sys.executable, "-m", "app.cli", "monaco-local", "--catalog", "data/sample",
-                              "--port", "0", "--records", str(records)],
+                              "--port", "0", "--start", "+40s", "--records", str(records)],
                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node = None
     try:
@@ -358,7 +358,7 @@ def test_the_readme_quick_start_quotes_trades_and_ctrl_c_leaves_nothing_open(tmp
         node = subprocess.Popen([sys.executable, "-m", "app.cli", "live", "--config", str(config), "--api-url", url,
                                  "--state-dir", str(sessions)], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(68)  # the sample's first trades through the quotes come 45 to 70 s in
+        time.sleep(40)  # from +40s the sample trades through the quotes 25 to 30 s in (and 7 to 11 s in)
         assert node.poll() is None, node.stdout.read()[-3000:]
         node.send_signal(signal.SIGINT)  # Ctrl-C
         output, _ = node.communicate(timeout=60)

@@ -296,7 +296,7 @@ def test_the_tape_is_replayed_on_its_own_clock_block_and_real_tapes_alike(tmp_pa
     src = "data/real/binance-ethusdt-perp-20240808"
     import_tardis(book=f"{src}/book.csv.gz", trades=f"{src}/trades.csv.gz", instrument_id="ETH/USDT.BINANCE",
                   price_precision=2, size_precision=3, out=real)
-    for tape, seconds, cadence in ((busy_tape, 20, 0.30), (open_tape(real), 8, 0.005)):
+    for tape, seconds, cadence in ((busy_tape, 20, 0.30), (open_tape(real), 5, 0.005)):
         due, compared = replay_by_hand(tape, seconds)
         assert len(due) > 20 and compared > 20
         gaps = sorted(b - a for a, b in zip(due, due[1:], strict=False))
@@ -327,3 +327,29 @@ def replay_by_hand(tape, seconds: float) -> tuple[list[int], int]:
     # Each was due exactly at its tape time from the first.
     assert due == [b.ts_ns - blocks[0].ts_ns for b in blocks[:-1]]
     return due, compared
+
+
+def test_a_websocket_that_stays_down_is_a_lost_venue():
+    """The venue refuses the node's reconnects for longer than `lost_after_s`: the venue is lost (the
+    node then pulls its quotes and exits 1, as on the localnet); a short outage is not."""
+    from adapters.monaco.venue import MonacoVenue
+
+    with MonacoLocalThread(SAMPLE) as venue:
+        async def main():
+            node_side = MonacoVenue(api_url=venue.url, ws_url="", symbol="SEI/USDC", instrument_id="SEI/USDC.MONACO",
+                                    wire=Wire(), chain_id=1328, client_id="test", requests_per_s=20, burst=40,
+                                    timeout_s=5, lost_after_s=1.5)
+            await node_side.start()
+            try:
+                venue.fault(drop_ws=True, refuse_ws_ms=500)
+                await asyncio.sleep(2.5)
+                assert node_side.failure is None and node_side.socket.stats["reconnects"] == 1
+                venue.fault(drop_ws=True, refuse_ws_ms=5000)
+                for _ in range(40):
+                    if node_side.failure is not None:
+                        break
+                    await asyncio.sleep(0.1)
+                assert "down for over 1.5 s" in str(node_side.failure)
+            finally:
+                await node_side.stop()
+        run(main())

@@ -204,3 +204,19 @@ def test_frames_of_any_bytes_only_raise_wire_error(data):
         Codec().read_frame(data)
     except WireError:
         pass
+
+
+def test_the_evm_libraries_leave_the_recursion_limit_alone():
+    """py_ecc (under eth-account) raises the recursion limit to 100,000 on import; deep junk then
+    overflows the C stack and kills the process instead of raising RecursionError, which every
+    parser of the node (Sei's JSON-RPC, the localnet, Monaco's frames) relies on."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, json; limit = sys.getrecursionlimit()\n"
+             "import adapters.monaco.vault, adapters.monaco.local.server, web3, eth_account\n"
+             "assert sys.getrecursionlimit() == limit, sys.getrecursionlimit()\n"
+             "try:\n    json.loads('[' * 100_000)\nexcept RecursionError:\n    print('recursion error, alive')\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                         cwd=__import__("pathlib").Path(__file__).resolve().parents[1])
+    assert out.returncode == 0 and out.stdout.strip() == "recursion error, alive", out.stderr[-2000:]

@@ -236,8 +236,9 @@ class MonacoExecutionClient(LiveExecutionClient):
         self._flush_scheduled = False
         commands, self._pending = self._pending, []
         trigger = self._monaco.last_book_received_ns
-        if self._reaction is None and trigger and 0 <= time.time_ns() - trigger < _TRIGGERED_NS:
-            self._reaction = [trigger]
+        # A reaction to a book update just read (not a timer's): its first request times tick-to-order.
+        recent = trigger and 0 <= time.time_ns() - trigger < _TRIGGERED_NS
+        self._reaction = [trigger] if recent else None
         cancels = self._waiting_cancels + [c for c in commands if isinstance(c, CancelOrder)]
         self._waiting_cancels = []
         for submit in (c for c in commands if isinstance(c, SubmitOrder)):

@@ -49,10 +49,6 @@ class EvmSigner:
         """The raw signed transaction, ready for `eth_sendRawTransaction`."""
         return bytes(self._account.sign_transaction(tx).raw_transaction)
 
-    def secret_texts(self) -> list[str]:
-        """The key as text, for the node's redaction registry (which never logs it)."""
-        return [bytes(self._account.key).hex()]
-
     def __repr__(self) -> str:
         return f"EvmSigner(address={self.address!r})"
 

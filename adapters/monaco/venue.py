@@ -149,9 +149,14 @@ class MonacoVenue:
     async def _watch_socket(self) -> None:
         while True:
             await asyncio.sleep(0.5)
+            if self.failure is not None:
+                return
             down = self.socket.down_since
-            if down is not None and time.monotonic() - down > self.lost_after_s and self.failure is None:
+            if self.socket.failure is not None:
+                self.failure = self.socket.failure
+            elif down is not None and time.monotonic() - down > self.lost_after_s:
                 self.failure = VenueError(f"the WebSocket has been down for over {self.lost_after_s:g} s")
+            if self.failure is not None:
                 log.error("%s: this node no longer sees the venue", self.failure)
 
     async def _socket_connected(self, reconnect: bool) -> None:

@@ -52,6 +52,7 @@ class MonacoSocket:
         self._task: asyncio.Task | None = None
         self.connected = asyncio.Event()
         self.down_since: float | None = None  # monotonic time the socket went down, while it is
+        self.failure: BaseException | None = None  # why the reconnecting loop died, if it did
         self.stats = {"connects": 0, "reconnects": 0, "frames": 0, "binary_frames": 0}
 
     async def start(self) -> None:
@@ -63,6 +64,12 @@ class MonacoSocket:
             await self._session.close()
             raise
         self._task = asyncio.get_running_loop().create_task(self._run(), name="monaco-ws")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.failure = task.exception()
+            log.error("the websocket loop died: %r", self.failure)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -160,7 +167,10 @@ class MonacoSocket:
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     self.stats["frames"] += 1
-                    self.on_frame(msg.data, time.time_ns())
+                    try:
+                        self.on_frame(msg.data, time.time_ns())
+                    except Exception:  # noqa: BLE001 - a handler's bug must not stop the socket
+                        log.exception("a websocket frame's handler failed")
                 elif msg.type == aiohttp.WSMsgType.BINARY:
                     self.stats["binary_frames"] += 1  # Monaco's frames are JSON text: junk
                 elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
