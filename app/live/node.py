@@ -168,6 +168,15 @@ def _client_configs(config: LiveConfig):
     return data, execution, sei_factories.SeiLiveExecClientFactory
 
 
+def on_loop(loop: asyncio.AbstractEventLoop, callback):
+    """`callback(*args)` as the loop's next callback, from whatever thread calls it; nothing once
+    the loop is closed (a timer can fire while the node shuts down)."""
+    def post(*args) -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(callback, *args)
+    return post
+
+
 def cache_config(redis_url: str) -> CacheConfig:
     """In memory, or persisted to Redis so that orders, fills and the last processed block survive
     a crash: a restarted node resumes from them (and replays the blocks it missed).
@@ -235,12 +244,17 @@ def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_d
         ))
         node.trader.add_actor(signal_actor)
     strategy = MarketMaker(strat_cfg)
+    # NautilusTrader 1.221 fires a live clock's timer on its own thread, not the event loop: the
+    # requote timer would run the strategy while its book handler runs (a dict changed while being
+    # iterated, a node stopped). Handed to the loop, the timer runs between the loop's callbacks.
+    strategy._on_timer = on_loop(loop, strategy._on_timer)
     node.trader.add_strategy(strategy)
     recorder = RunRecorder(RecorderConfig(instrument_id=strat_cfg.instrument_id, strategy_id=strategy.id))
     node.trader.add_actor(recorder)
     status = StatusWriter(StatusWriterConfig(
         path=str(session_dir / STATUS_FILE), interval_secs=config.node.status_interval_secs
     ))
+    status.run_on = on_loop(loop, lambda write: write())
     node.trader.add_actor(status)
     node.trader.add_actor(AuditLog(AuditLogConfig(path=str(session_dir / AUDIT_FILE))))
     # The kill switch and the operator's halt take the same path; either survives a restart.
