@@ -6,8 +6,9 @@ numbered by `sequence` (update semantics and the sequence are UNCONFIRMED: see V
 update becomes one `OrderBookDeltas` ending in F_LAST, the shape a backtest tape has; `ts_event` is
 the venue's timestamp, `ts_init` the time the frame was read (the node's one clock).
 
-An update whose sequence was already applied is stale: dropped and counted. One that skips a
-sequence means something was lost: `BookOutOfSync`, and the data client takes a new snapshot.
+An update whose sequence was already applied is stale (`StaleUpdate`: not applied); one that skips
+a sequence means something was lost (`BookOutOfSync`). Either way the data client takes a new
+snapshot: a repeat costs one, a venue whose numbering started over would otherwise freeze the book.
 A venue that sends no sequence cannot be checked; its updates are applied as they come.
 
 The tracker keeps the venue's book (`venue_levels`) and publishes the market without our own

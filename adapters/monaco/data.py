@@ -1,10 +1,11 @@
 """Market data from Monaco: the book (a snapshot, then one `OrderBookDeltas` per update) and trades.
 
 The WebSocket's orderbook snapshot starts the book; its updates keep it (`book.BookTracker`). A
-stale update (a sequence already applied) is dropped; a gap or an update the tracker cannot use
-takes a new snapshot from REST, holding the updates that arrive meanwhile and applying those that
-follow it. Trades are published as `TradeTick`s (aggressor = the side opposite the maker's).
-`ts_event` is the venue's time, `ts_init` when the frame was read.
+gap, a stale sequence (one already applied: a repeat, or a venue whose numbering started over) or
+an update the tracker cannot use takes a new snapshot from REST, holding the updates that arrive
+meanwhile and applying those that follow it; the stale update itself is never applied. Trades
+are published as `TradeTick`s (aggressor = the side opposite the maker's). `ts_event` is the
+venue's time, `ts_init` when the frame was read.
 """
 
 from __future__ import annotations
@@ -131,8 +132,10 @@ class MonacoDataClient(LiveMarketDataClient):
     def _apply(self, book: Book, received_ns: int) -> None:
         try:
             deltas = self._tracker.apply(book, book.ts_ns or received_ns, received_ns)
-        except StaleUpdate:
+        except StaleUpdate as exc:
             self.stale_updates += 1
+            self._log.warning(f"stale book update ({exc}); taking a new snapshot")
+            self._resnapshot()
             return
         except (BookOutOfSync, ValueError, OverflowError, ArithmeticError) as exc:
             self._tracker.synced = False
