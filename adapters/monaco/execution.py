@@ -155,8 +155,7 @@ class MonacoExecutionClient(LiveExecutionClient):
         for instrument in self._provider.list_all():
             self._cache.add_instrument(instrument)
         self._load_state()
-        await self._reconcile("start")
-        await self._update_balances()
+        await self._reconcile("start", strict=True)  # a node that cannot read its orders must not trade
 
     async def _disconnect(self) -> None:
         """Leave nothing on the book: cancel every open order of the wallet and wait until the venue
@@ -672,13 +671,15 @@ class MonacoExecutionClient(LiveExecutionClient):
     async def _reconcile_after_reconnect(self) -> None:
         await self._reconcile("a reconnect")
 
-    async def _reconcile(self, reason: str) -> None:
+    async def _reconcile(self, reason: str, strict: bool = False) -> None:
         async with self._reconcile_lock:
             if self._held is None:
                 self._held = []
             try:
                 await self._reconcile_once(reason)
             except (VenueError, WireError) as exc:
+                if strict:
+                    raise
                 self._log.warning(f"reconciliation after {reason} failed ({exc!r}); next reconnect retries")
             finally:
                 held, self._held = self._held, None
