@@ -49,7 +49,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                  repeats=args.repeats)
     else:
         report = run_bench(args.config, catalog=args.catalog, end=args.end)
-        if not args.no_live:
+        if not args.no_live and args.live_venue == "monaco":
+            from app.live.monaco_run import live_latency_monaco
+
+            live = report["live_monaco"] = live_latency_monaco(args.config, seconds=args.live_seconds)
+            report["text"] += (
+                f"\nlive node on the local Monaco ({live['seconds']:g} s, {live['places']} orders, "
+                f"{live['replaces']} replaces): tick-to-order (book update received -> order request on the wire) "
+                f"p50 {_ms(live['tick_to_order_ms_p50'])}, p99 {_ms(live['tick_to_order_ms_p99'])} over "
+                f"{live['tick_to_order_samples']} book-triggered reactions"
+            )
+        elif not args.no_live:
             from app.live.localrun import live_latency
 
             live = report["live_localnet"] = live_latency(args.config, seconds=args.live_seconds)
@@ -105,7 +115,15 @@ def _live_config(args: argparse.Namespace):
         overrides["node.mode"] = args.mode
     if getattr(args, "rpc_url", None):
         overrides["sei.rpc_url"] = args.rpc_url
+    if getattr(args, "api_url", None):
+        overrides["monaco.api_url"] = args.api_url
     return load_live_config(args.config, overrides)
+
+
+def _venue_text(config) -> str:
+    if config.on_monaco:
+        return f"Monaco at {config.monaco.api_url} ({config.monaco.symbol})"
+    return f"{config.sei.rpc_url} (contract {config.sei.contract})"
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
@@ -121,8 +139,8 @@ def _run_node(config, duration: float | None, state_dir: str | None) -> int:
     connect, or lost the venue) exits with status 1, so systemd or compose restarts it."""
     from app.live.node import NodeError, run_live, session_summary
 
-    print(f"FlashMM {config.node.mode} node on {config.sei.rpc_url} (contract {config.sei.contract}); "
-          "Ctrl-C stops it after cancelling every order", flush=True)
+    print(f"FlashMM {config.node.mode} node on {_venue_text(config)}; Ctrl-C stops it after cancelling every order",
+          flush=True)
     try:
         session_dir = run_live(config, duration_secs=duration, state_dir=state_dir)
     except NodeError as exc:
@@ -168,7 +186,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from app.live.record import RecordingError, record
 
     config = _live_config(args)
-    print(f"recording {config.sei.rpc_url} (contract {config.sei.contract}) into {args.out}; Ctrl-C stops", flush=True)
+    print(f"recording {_venue_text(config)} into {args.out}; Ctrl-C stops", flush=True)
     try:
         print(json.dumps(record(config, args.out, duration_secs=args.duration), indent=2))
     except RecordingError as exc:
@@ -181,7 +199,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
 def _cmd_parity(args: argparse.Namespace) -> int:
     from app.live.parity import render, run_parity
 
-    report = run_parity(args.config, tolerance_blocks=args.tolerance_blocks, out=args.out)
+    report = run_parity(args.config, tolerance_blocks=args.tolerance_blocks, out=args.out, venue=args.venue)
     print(json.dumps(report, indent=2, default=str) if args.json else render(report))
     return 0
 
@@ -286,6 +304,80 @@ def _cmd_localnet(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_monaco(args: argparse.Namespace) -> int:
+    """`flashmm monaco balances|deposit|withdraw`: the wallet on Monaco and on Sei EVM."""
+    from adapters.monaco.errors import VenueError
+
+    try:
+        return _monaco_wallet(args)
+    except VenueError as exc:  # the venue or the chain said no, or could not be reached: no traceback
+        print(f"flashmm: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _monaco_wallet(args: argparse.Namespace) -> int:
+    import asyncio
+    from decimal import Decimal, InvalidOperation
+
+    from adapters.monaco.keys import load_evm_signer
+    from adapters.monaco.vault import Vault
+    from adapters.monaco.wallet import venue_view
+
+    if args.config:
+        config = _live_config(args)
+    else:  # as the service runs: $FLASHMM_CONFIG and the FLASHMM_* overrides (a container, systemd)
+        from app.live.entrypoint import config_from_env
+
+        config = config_from_env(os.environ)
+    if not config.on_monaco:
+        raise ValueError("flashmm monaco needs a node config with [venue] kind = \"monaco\"")
+    m = config.monaco
+    signer = load_evm_signer(env=m.key_env, file=Path(m.key_file).expanduser() if m.key_file else None)
+    view = asyncio.run(venue_view(m.api_url, m.symbol, m.wire, signer, chain_id=m.chain_id, client_id=m.client_id,
+                                  with_balances=args.action == "balances"))
+    vault = Vault(args.rpc_url or m.evm_rpc_url, signer, chain_id=m.chain_id, vault=args.vault or m.vault_address,
+                  abi=m.wire.vault)
+    if args.action == "balances":
+        out = {"wallet": signer.address, "venue": view.balances, "sei_evm": {}}
+        for symbol, token in view.tokens.items():
+            if token:
+                units = vault.balance(token)
+                out["sei_evm"][symbol] = str(Decimal(units).scaleb(-vault.decimals(token)))
+        print(json.dumps(out, indent=2))
+        return 0
+    if not args.asset or args.amount is None:
+        raise ValueError(f"flashmm monaco {args.action} needs --asset SYMBOL and --amount X")
+    token = args.token or view.tokens.get(args.asset)
+    if not token:
+        raise ValueError(f"the pair {m.symbol} names no contract for {args.asset!r} "
+                         f"(known: {', '.join(view.tokens) or 'none'}): pass --token ADDRESS")
+    try:
+        amount = Decimal(args.amount)
+    except InvalidOperation:
+        raise ValueError(f"--amount {args.amount!r} is not a number") from None
+    sent = (vault.deposit if args.action == "deposit" else vault.withdraw)(token, amount)
+    for s in sent:
+        print(f"{s.what}: {s.tx_hash} (nonce {s.nonce}, gas price {s.gas_price} wei) confirmed in block {s.block}")
+    return 0
+
+
+def _cmd_monaco_local(args: argparse.Namespace) -> int:
+    from adapters.monaco.local.server import run_monaco_local
+
+    wire = None
+    if args.wire:
+        from adapters.monaco.wire import Wire
+        from backtests.config import convert, load_toml_file
+
+        wire = convert(load_toml_file(Path(args.wire), "wire file").get("wire", {}), Wire, args.wire)
+    return run_monaco_local(
+        catalog=args.catalog, host=args.host, port=args.port, seed=args.seed, key_file=Path(args.key_file),
+        start=args.start, end=args.end, speed=args.speed, maker_fee_bps=args.maker_fee_bps,
+        taker_fee_bps=args.taker_fee_bps, records=Path(args.records) if args.records else None, wire=wire,
+        requests_per_s=args.requests_per_s, match_delay_ms=args.match_delay_ms,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flashmm", description="FlashMM: simulation-first market making for Sei (NautilusTrader)."
@@ -326,7 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="--scale: window lengths in hours (default 1 3 6 24)")
     bench.add_argument("--scale-seed", type=int, default=21, help="--scale: the synthetic tape's seed (default 21)")
     bench.add_argument("--scale-cache", help="--scale: keep the generated tape in this directory and reuse it")
-    bench.add_argument("--no-live", action="store_true", help="skip the live node's tick-to-tx latency on the localnet")
+    bench.add_argument("--no-live", action="store_true", help="skip the live node's latency on a local venue")
+    bench.add_argument("--live-venue", choices=["monaco", "sei-localnet"], default="monaco",
+                       help="where the live latency is measured: the local Monaco (tick-to-order, default) or "
+                            "the Sei localnet (tick-to-tx)")
     bench.add_argument("--live-seconds", type=float, default=120.0,
                        help="length of the live latency session (default 120: about 100 txs, enough for a p99)")
     bench.add_argument("--json", action="store_true", help="print JSON")
@@ -365,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--config", help="node TOML, e.g. app/configs/live_localnet.toml (required to run)")
     live.add_argument("--mode", choices=["paper", "live"], help="overrides node.mode")
     live.add_argument("--rpc-url", help="overrides sei.rpc_url, e.g. ws://127.0.0.1:26657/websocket")
+    live.add_argument("--api-url", help="overrides monaco.api_url, e.g. http://127.0.0.1:8080")
     live.add_argument("--duration", type=float, help="stop after this many seconds (default: node.duration_secs)")
     live.add_argument("--state-dir", help="where the session directory is written, or where status/halt/resume look "
                                           "for the running node (default: node.state_dir; for status/halt/resume "
@@ -375,7 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the node from FLASHMM_* environment variables (container, systemd)",
                            description="Run the live node as `flashmm live` does, configured by $FLASHMM_CONFIG (the "
                                        "base TOML) and FLASHMM_* overrides: MODE, LOG_LEVEL, STATE_DIR, REDIS_URL, "
-                                       "OPS_HOST, OPS_PORT, RPC_URL, CONTRACT, CHAIN_ID, KEY_FILE. Unknown FLASHMM_* "
+                                       "OPS_HOST, OPS_PORT, VENUE, API_URL, EVM_RPC_URL, RPC_URL, CONTRACT, "
+                                       "CHAIN_ID, KEY_FILE. Unknown FLASHMM_* "
                                        "variables are refused. Used by the Dockerfile and deploy/flashmm.service.")
     serve.add_argument("--print-config", action="store_true",
                        help="print the resolved config as JSON and exit (no node is started)")
@@ -387,14 +484,19 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--config", required=True, help="node TOML (its [sei] section is used)")
     rec.add_argument("--out", required=True, help="catalog directory to create")
     rec.add_argument("--rpc-url", help="overrides sei.rpc_url")
+    rec.add_argument("--api-url", help="overrides monaco.api_url")
     rec.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     rec.set_defaults(func=_cmd_record)
 
-    par = sub.add_parser("parity", help="backtest a tape, then trade the same tape live on the localnet; compare",
-                         description="Replay the config's tape window through an in-process localnet while "
-                                     "`flashmm live` trades it, backtest the same window, and report fill "
-                                     "agreement, PnL difference and tick-to-tx latency. Runs in real time.")
-    par.add_argument("--config", required=True, help="backtest TOML, e.g. backtests/configs/parity.toml")
+    par = sub.add_parser("parity", help="backtest a tape, then trade the same tape live on a local venue; compare",
+                         description="Replay the config's tape window through an in-process local Monaco (or the "
+                                     "Sei localnet) while `flashmm live` trades it, backtest the same window, and "
+                                     "report fill agreement, PnL difference and the node's latency. Runs in real "
+                                     "time.")
+    par.add_argument("--config", required=True,
+                     help="backtest TOML, e.g. backtests/configs/parity_monaco.toml (the localnet: parity.toml)")
+    par.add_argument("--venue", choices=["monaco", "sei-localnet"], default="monaco",
+                     help="the local venue the node trades (default monaco)")
     par.add_argument("--tolerance-blocks", type=int, default=2, help="blocks a matching fill may be off (default 2)")
     par.add_argument("--out", help="where the parity directory is written (default: run.out)")
     par.add_argument("--json", action="store_true", help="print JSON")
@@ -488,6 +590,45 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--maker-fee", default="0", help="the contract's maker fee rate (default 0)")
     ln.add_argument("--taker-fee", default="0.0005", help="the contract's taker fee rate (default 0.0005)")
     ln.set_defaults(func=_cmd_localnet)
+
+    mon = sub.add_parser("monaco", help="the Monaco wallet: balances, vault deposit and withdraw on Sei EVM",
+                         description="balances: the wallet's balances on Monaco (REST, after the wallet's login) and "
+                                     "its token balances on Sei EVM. deposit: approve the vault (if needed), then "
+                                     "deposit; withdraw: the vault's withdraw. Each transaction waits for its "
+                                     "receipt. The vault's address and ABI are UNCONFIRMED: see VENUE.md.")
+    mon.add_argument("action", choices=["balances", "deposit", "withdraw"])
+    mon.add_argument("--config", help="node TOML with [venue] kind = \"monaco\" (its [monaco] section); default: "
+                                      "the node's environment, as `flashmm serve` reads it ($FLASHMM_CONFIG, ...)")
+    mon.add_argument("--api-url", help="overrides monaco.api_url")
+    mon.add_argument("--rpc-url", help="Sei EVM JSON-RPC (overrides monaco.evm_rpc_url)")
+    mon.add_argument("--vault", help="the vault contract (overrides monaco.vault_address)")
+    mon.add_argument("--asset", help="deposit/withdraw: the token's symbol, the pair's base or quote (e.g. USDC)")
+    mon.add_argument("--amount", help="deposit/withdraw: how much, in the token's units (e.g. 250.5)")
+    mon.add_argument("--token", help="the token contract, when the pair's metadata names none")
+    mon.set_defaults(func=_cmd_monaco)
+
+    ml = sub.add_parser("monaco-local", help="run a local Monaco (REST + WebSocket) replaying a tape as the market",
+                        description="Serve Monaco's REST API and WebSocket (the dialect of adapters/monaco/wire.py) on "
+                                    "one port, with the catalog's tape replayed as the market on its own clock, "
+                                    "orders matched price-time against it, the wallet login verified, rate limits "
+                                    "and fault switches (POST /_flashmm/fault). Writes the dev wallet's key to "
+                                    "--key-file (mode 600) and runs until Ctrl-C.")
+    ml.add_argument("--catalog", required=True, help="catalog directory whose tape is the market, e.g. data/sample")
+    ml.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ml.add_argument("--port", type=int, default=8080, help="port (default 8080, Monaco's local preset; 0 = free)")
+    ml.add_argument("--seed", type=int, default=0, help="derives the dev wallet and the ids (default 0)")
+    ml.add_argument("--key-file", default="~/.flashmm/monaco-local.key",
+                    help="where to write the dev wallet's key (default ~/.flashmm/monaco-local.key)")
+    ml.add_argument("--start", help="tape window start: ISO time or offset like +30min")
+    ml.add_argument("--end", help="tape window end: ISO time or offset like +1h")
+    ml.add_argument("--speed", type=float, default=1.0, help="tape seconds per second (default 1: real time)")
+    ml.add_argument("--maker-fee-bps", default="0", help="the pair's maker fee in basis points (default 0)")
+    ml.add_argument("--taker-fee-bps", default="5", help="the pair's taker fee in basis points (default 5)")
+    ml.add_argument("--records", help="directory for the venue's own records of every order and fill (JSON lines)")
+    ml.add_argument("--wire", help="TOML file with a [wire] table: serve a corrected Monaco dialect")
+    ml.add_argument("--requests-per-s", type=float, default=50.0, help="per-client REST rate limit (default 50)")
+    ml.add_argument("--match-delay-ms", type=float, default=0.0, help="delay before an order is matched (default 0)")
+    ml.set_defaults(func=_cmd_monaco_local)
 
     data = sub.add_parser("data", help="make or import tapes", description="Make or import tapes.")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

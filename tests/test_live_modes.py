@@ -128,7 +128,8 @@ def test_parity_reports_agreement_pnl_and_latency(tmp_path, busy_catalog):
     config.write_text(text)
     # Relative paths from the user's working directory, as `flashmm parity` is run by hand.
     out = subprocess.run([sys.executable, "-m", "app.cli", "parity", "--config", "parity.toml", "--out", "runs",
-                          "--json"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+                          "--venue", "sei-localnet", "--json"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     report = last_json(out.stdout)
     # Measured (deterministic on this tape: same figures on every run): backtest 7 fills, live 9, all

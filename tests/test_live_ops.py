@@ -129,20 +129,22 @@ def compose_environment() -> dict[str, str]:
 
 def test_container_entry_point_starts_the_node_from_the_environment_compose_gives_it(tmp_path, busy_tape, redis_url):
     """`flashmm serve` (the image's CMD) with the variables docker-compose.yml and .env.example set,
-    only the addresses pointed at this machine's localnet and redis; SIGTERM (docker stop) stops it
-    cleanly, leaving no order on the chain."""
+    only the addresses pointed at this machine's local Monaco (the default venue) and redis; SIGTERM
+    (docker stop) stops it cleanly, leaving no order on the venue."""
     import os
     import signal
     import socket
+
+    from app.live.monaco_run import monaco_node_config, start_local_monaco
 
     env_file = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
                     if line and not line.startswith("#"))
     compose = compose_environment()
     assert {"FLASHMM_CONFIG", "FLASHMM_STATE_DIR", "FLASHMM_KEY_FILE", "FLASHMM_REDIS_URL"} <= set(compose)
-    net, _ = start_localnet(busy_tape, None, None)
+    venue = start_local_monaco(busy_tape, None, None)
     proc = None
     try:
-        config = node_config(net, tmp_path, {})  # for its key file and short state dir
+        config = monaco_node_config(venue, tmp_path, {})  # for its key file and short state dir
         node = tomllib.loads(config.read_text())
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -152,8 +154,8 @@ def test_container_entry_point_starts_the_node_from_the_environment_compose_give
         env.update(compose)
         env.update({  # what differs between the container and this test machine
             "FLASHMM_CONFIG": str(ROOT / "deploy/node.toml"), "FLASHMM_STATE_DIR": node["node"]["state_dir"],
-            "FLASHMM_KEY_FILE": node["sei"]["key_file"], "FLASHMM_REDIS_URL": redis_url,
-            "FLASHMM_RPC_URL": net.url, "FLASHMM_CONTRACT": net.contract, "FLASHMM_CHAIN_ID": net.chain_id,
+            "FLASHMM_KEY_FILE": node["monaco"]["key_file"], "FLASHMM_REDIS_URL": redis_url,
+            "FLASHMM_API_URL": venue.url, "FLASHMM_CHAIN_ID": "1328",
             "FLASHMM_MODE": "live", "FLASHMM_OPS_HOST": "127.0.0.1", "FLASHMM_OPS_PORT": str(ops_port),
         })
         log = (tmp_path / "serve.log").open("w")  # a file, not a pipe nobody reads until the end
@@ -176,11 +178,13 @@ def test_container_entry_point_starts_the_node_from_the_environment_compose_give
         proc.wait(timeout=60)
         log.close()
         output = (tmp_path / "serve.log").read_text()
-        left = net.call(lambda c: c.clob.query({"open_orders": {"owner": c.dev.address}}, c.height)["orders"])
+        left = venue.call(lambda s: [o for o in s.exchange.orders_of(venue.dev.address)
+                                     if o.status in ("SUBMITTED", "PARTIALLY_FILLED")])
+        placed = venue.call(lambda s: len(s.exchange.orders_of(venue.dev.address)))
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
-        net.stop()
+        venue.stop()
     assert proc.returncode == 0, output[-3000:]
-    assert left == []
+    assert placed > 0 and left == []

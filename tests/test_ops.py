@@ -234,6 +234,28 @@ def test_metrics_expose_the_node_status_in_prometheus_text_format(ops_server):
     assert v("flashmm_node_info", mode="live", trading_state="ACTIVE") == 1
 
 
+def test_metrics_of_a_node_on_monaco(ops_server):
+    """Monaco's execution snapshot: REST counters and tick-to-order instead of transactions."""
+    server, current = ops_server
+    monaco = {**STATUS, "execution": {
+        "places": 90, "cancels": 30, "replaces": 40, "fills": 17, "rejects": 0, "cancel_rejects": 0,
+        "in_doubt": 1, "orphans_cancelled": 0, "tick_to_order_ms_p50": 2.1, "tick_to_order_ms_p99": 4.8,
+        "requests": 250, "rate_limited": 3, "server_errors": 2, "reconnects": 1, "auth_relogins": 1,
+    }}
+    current["status"] = lambda: monaco
+    try:
+        _, _, body = get(server, "/metrics")
+    finally:
+        current["status"] = lambda: STATUS
+    m = parse_prometheus(body)
+    assert m[("flashmm_tick_to_order_seconds", frozenset({("quantile", "0.99")}))] == pytest.approx(0.0048)
+    assert [m[(name, frozenset())] for name in ("flashmm_requests_total", "flashmm_rate_limited_total",
+                                                "flashmm_server_errors_total", "flashmm_relogins_total",
+                                                "flashmm_orders_in_doubt_total", "flashmm_replaces_total")] == [
+        250, 3, 2, 1, 1, 40]
+    assert not {name for name, _ in m} & {"flashmm_txs_sent_total", "flashmm_tick_to_tx_seconds"}
+
+
 def test_metrics_leave_out_what_the_node_does_not_report_and_survive_odd_values(ops_server):
     server, current = ops_server
     # A paper node: no execution snapshot, no signal, no mid yet; plus values of the wrong type.
@@ -574,8 +596,7 @@ def test_cli_live_status_finds_the_state_dir_from_the_config(node_control, tmp_p
     session, _, _ = node_control
     config = tmp_path / "node.toml"
     config.write_text((ROOT / "deploy/node.toml").read_text()
-                      .replace('state_dir = "/var/lib/flashmm/live"', f'state_dir = "{session.parent}"')
-                      .replace('contract = ""', 'contract = "sei1x"'))
+                      .replace('state_dir = "/var/lib/flashmm/live"', f'state_dir = "{session.parent}"'))
     out = flashmm("live", "status", "--config", str(config))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["last_block_height"] == 7
@@ -596,16 +617,30 @@ def serve_env(**extra: str) -> dict:
 
 
 def test_serve_applies_every_override_from_the_environment(tmp_path):
-    env = serve_env(FLASHMM_MODE="live", FLASHMM_LOG_LEVEL="DEBUG", FLASHMM_STATE_DIR=str(tmp_path / "state"),
+    sei_config = tmp_path / "sei.toml"  # the base TOML with the strategy on the CLOB's instrument
+    sei_config.write_text((ROOT / "deploy/node.toml").read_text().replace('"SEI/USDC.MONACO"',
+                                                                          '"SEI/USDC.SEI"'))
+    env = serve_env(FLASHMM_CONFIG=str(sei_config), FLASHMM_MODE="live", FLASHMM_LOG_LEVEL="DEBUG",
+                    FLASHMM_STATE_DIR=str(tmp_path / "state"),
                     FLASHMM_REDIS_URL="redis://redis:6379/0", FLASHMM_OPS_HOST="0.0.0.0", FLASHMM_OPS_PORT="9100",
+                    FLASHMM_VENUE="sei-cosmwasm", FLASHMM_API_URL="https://staging.apimonaco.xyz",
+                    FLASHMM_EVM_RPC_URL="https://evm-rpc-testnet.sei-apis.com",
                     FLASHMM_RPC_URL="ws://sei:26657/websocket", FLASHMM_CHAIN_ID="pacific-1",
                     FLASHMM_KEY_FILE="relative/sei.key", FLASHMM_SEI_MNEMONIC=MNEMONIC, HOME="/x")
     assert set(env) - {"HOME", "FLASHMM_SEI_MNEMONIC"} == set(ENV_VARS)  # the test covers every variable
     c = config_from_env(env)
     assert (c.node.mode, c.node.log_level, c.node.state_dir) == ("live", "DEBUG", str(tmp_path / "state"))
     assert (c.node.redis_url, c.node.ops_host, c.node.ops_port) == ("redis://redis:6379/0", "0.0.0.0", 9100)
+    assert (c.monaco.api_url, c.monaco.evm_rpc_url) == ("https://staging.apimonaco.xyz",
+                                                         "https://evm-rpc-testnet.sei-apis.com")
+    # The key file and the chain id are the chosen venue's: here the CosmWasm CLOB's.
+    assert c.venue.kind == "sei-cosmwasm" and c.key_source[1] == c.sei.key_file
     assert (c.sei.rpc_url, c.sei.contract, c.sei.chain_id) == ("ws://sei:26657/websocket", "sei1contract", "pacific-1")
     assert c.sei.key_file == str(Path.cwd() / "relative/sei.key")  # relative to where the service runs
+    # Monaco, the default: the chain id is Sei EVM's number and the key file Monaco's.
+    c = config_from_env(serve_env(FLASHMM_CHAIN_ID="1328", FLASHMM_KEY_FILE="/etc/flashmm/monaco.key"))
+    assert (c.venue.kind, c.monaco.chain_id, c.monaco.key_file) == ("monaco", 1328, "/etc/flashmm/monaco.key")
+    assert (c.sei.chain_id, c.sei.key_file) == ("", "")
     # Empty means unset: the TOML's value stays.
     c = config_from_env(serve_env(FLASHMM_OPS_PORT="", FLASHMM_MODE=""))
     assert (c.node.ops_port, c.node.mode) == (8080, "paper")
@@ -617,7 +652,9 @@ def test_serve_applies_every_override_from_the_environment(tmp_path):
     (serve_env(FLASHMM_OPS_PORT="70000"), "`node.ops_port`: Expected `int` <= 65535"),
     (serve_env(FLASHMM_MODE="yolo"), "`node.mode`"),
     ({"FLASHMM_CONTRACT": "sei1x"}, "$FLASHMM_CONFIG is not set"),
-    ({"FLASHMM_CONFIG": str(ROOT / "deploy/node.toml")}, "sei.contract is required"),
+    ({"FLASHMM_CONFIG": str(ROOT / "deploy/node.toml"), "FLASHMM_VENUE": "sei-cosmwasm"}, "sei.contract is required"),
+    (serve_env(FLASHMM_CHAIN_ID="pacific-1"), "$FLASHMM_CHAIN_ID must be Sei EVM's chain id on Monaco"),
+    (serve_env(FLASHMM_VENUE="binance"), "`venue.kind`"),
 ])
 def test_serve_refuses_a_bad_environment_naming_the_variable(env, message):
     with pytest.raises(ConfigError) as exc:
@@ -628,11 +665,11 @@ def test_serve_refuses_a_bad_environment_naming_the_variable(env, message):
 
 def test_serve_accepts_the_key_variable_the_config_names(tmp_path):
     config = tmp_path / "node.toml"
-    config.write_text((ROOT / "deploy/node.toml").read_text().replace("[sei]\n",
-                                                                      '[sei]\nkey_env = "FLASHMM_DESK_KEY"\n'))
-    assert config_from_env({"FLASHMM_CONFIG": str(config), "FLASHMM_CONTRACT": "c", "FLASHMM_DESK_KEY": HEX_KEY})
-    with pytest.raises(ConfigError, match="FLASHMM_SEI_MNEMONIC"):  # no longer the key's variable here
-        config_from_env({"FLASHMM_CONFIG": str(config), "FLASHMM_CONTRACT": "c", "FLASHMM_SEI_MNEMONIC": MNEMONIC})
+    config.write_text((ROOT / "deploy/node.toml").read_text().replace("[monaco]\n",
+                                                                      '[monaco]\nkey_env = "FLASHMM_DESK_KEY"\n'))
+    assert config_from_env({"FLASHMM_CONFIG": str(config), "FLASHMM_DESK_KEY": HEX_KEY})
+    with pytest.raises(ConfigError, match="FLASHMM_MONACO_KEY"):  # no longer the key's variable here
+        config_from_env({"FLASHMM_CONFIG": str(config), "FLASHMM_MONACO_KEY": HEX_KEY})
 
 
 # -- the deployment files agree with the entry point ----------------------------------------------
@@ -668,7 +705,7 @@ def graceful_stop_secs() -> float:
     """The longest a graceful stop of the node can take (app/live/node.py, app/live/lifecycle.py):
     the execution client's cancel-all wait + NautilusTrader's disconnection margin + post-stop +
     the runner's final wait."""
-    stop_timeout = load_live_config(ROOT / "deploy/node.toml", {"sei.contract": "c"}).sei.stop_timeout_secs
+    stop_timeout = load_live_config(ROOT / "deploy/node.toml").stop_timeout_secs
     return stop_timeout + 5.0 + 1.0 + 10.0
 
 
@@ -777,8 +814,12 @@ def test_the_container_entry_point_starts_from_the_environment_compose_gives_it(
     assert config["node"]["state_dir"] == node["environment"]["FLASHMM_STATE_DIR"]
     assert config["node"]["redis_url"] == node["environment"]["FLASHMM_REDIS_URL"]
     assert (config["node"]["ops_host"], config["node"]["ops_port"]) == ("0.0.0.0", NodeSection().ops_port)
-    assert config["sei"]["key_file"] == node["environment"]["FLASHMM_KEY_FILE"]
-    assert (config["sei"]["contract"], config["node"]["mode"]) == (env["FLASHMM_CONTRACT"], "paper")
+    # Monaco by default: the key file and the chain id are its.
+    assert config["venue"]["kind"] == env["FLASHMM_VENUE"] == "monaco"
+    assert config["monaco"]["key_file"] == node["environment"]["FLASHMM_KEY_FILE"]
+    assert (config["monaco"]["api_url"], config["monaco"]["chain_id"]) == (env["FLASHMM_API_URL"],
+                                                                           int(env["FLASHMM_CHAIN_ID"]))
+    assert config["node"]["mode"] == "paper"
     # deploy/node.toml's relative model path finds the bundled model (in the image: /app/models/...).
     assert Path(config["signal"]["model"]) == ROOT / "models/artifacts/sample"
     assert (ROOT / "models/artifacts/sample").is_dir()

@@ -106,7 +106,7 @@ def test_imports_flow_one_way(layer):
 
 @pytest.mark.parametrize("argv", [[], ["backtest"], ["bench"], ["fidelity"], ["data"], ["data", "synth"],
                                   ["data", "import-tardis"], ["sweep"], ["app"], ["localnet"], ["live"], ["record"],
-                                  ["parity"], ["serve"]])
+                                  ["parity"], ["serve"], ["monaco-local"], ["monaco"]])
 def test_every_subcommand_has_help(argv):
     out = subprocess.run([sys.executable, "-m", "app.cli", *argv, "--help"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr

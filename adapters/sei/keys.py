@@ -72,7 +72,7 @@ def load_signer(env: str = DEFAULT_ENV, file: Path | None = None) -> Signer:
         raise KeyLoadError(f"both ${env} and key file {file} are set; "
                            "set only one so the signing account is unambiguous")
     if file is not None:
-        return _signer(_read_key_file(Path(file)), f"key file {file}")
+        return _signer(read_key_file(Path(file)), f"key file {file}")
     if from_env:
         return _signer(from_env, f"${env}")
     raise KeyLoadError(
@@ -80,7 +80,7 @@ def load_signer(env: str = DEFAULT_ENV, file: Path | None = None) -> Signer:
     )
 
 
-def _read_key_file(path: Path) -> str:
+def read_key_file(path: Path) -> str:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
@@ -115,7 +115,7 @@ def _signer(secret: str, source: str) -> Signer:
     words = secret.split()
     if len(words) == 1:
         return Signer(PrivateKey(_hex_private_key(words[0], source)))
-    _check_mnemonic(words, source)
+    check_mnemonic(words, source)
     return Signer(PrivateKey(derive_child_key_from_mnemonic(" ".join(words), path=SEI_HD_PATH)))
 
 
@@ -129,7 +129,7 @@ def _hex_private_key(word: str, source: str) -> bytes:
     return key
 
 
-def _check_mnemonic(words: list[str], source: str) -> None:
+def check_mnemonic(words: list[str], source: str) -> None:
     if len(words) not in MNEMONIC_LENGTHS:
         raise KeyLoadError(f"{source}: a BIP-39 mnemonic has 12, 15, 18, 21 or 24 words, not {len(words)}")
     indexes = []

@@ -1,9 +1,14 @@
-"""The live node's TOML: `[node]`, `[sei]`, `[paper]`, `[signal]`, `[strategy]`, typed and strict.
+"""The live node's TOML: `[node]`, `[venue]`, `[monaco]` or `[sei]`, `[paper]`, `[signal]`,
+`[strategy]`, typed and strict.
+
+`[venue] kind` picks the venue: "monaco" (Monaco, the order book on Sei EVM today, `[monaco]`)
+or "sei-cosmwasm" (FlashMM's CosmWasm CLOB contract, the pre-SIP-03 design and the localnet venue,
+`[sei]`). A config without `[venue]` is a Sei CosmWasm config, as every config was before Monaco.
 
 `[strategy]` and `[signal]` are the backtest's own sections, parsed by the same code, so a config
 that backtests is a config that trades. `[paper]` is a backtest `[venue]` section: paper mode
 simulates fills with exactly the model a backtest would use. The signing key is never in this
-file: `[sei] key_file` names a mode-600 file, or `key_env` an environment variable.
+file: `key_file` names a mode-600 file, or `key_env` an environment variable.
 """
 
 from __future__ import annotations
@@ -13,8 +18,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from adapters.monaco.config import MAINNET_API_URL, SEI_MAINNET_CHAIN_ID
+from adapters.monaco.config import VENUE as MONACO
+from adapters.monaco.keys import DEFAULT_ENV as MONACO_KEY_ENV
+from adapters.monaco.wire import Wire
 from backtests.config import SignalSection, VenueSection, convert, read_toml, resolve_strategy, resolve_venue
 from data.instrument import SEI_USDC_ID
+from data.venues import MONACO as MONACO_PROFILE
 from data.venues import SEI_CLOB
 from strategies.config import ConfigError, MarketMakerConfig, parse_strategy_config
 
@@ -56,16 +66,54 @@ class SeiSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     exclude_own_orders: bool = True
 
 
+class VenueKind(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    kind: Literal["monaco", "sei-cosmwasm"] = "sei-cosmwasm"
+
+
+class MonacoSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Monaco (adapters/monaco; VENUE.md lists every wire shape and its source). Defaults are
+    mainnet's; `flashmm monaco-local` prints what a local Monaco wants instead."""
+
+    api_url: str = MAINNET_API_URL
+    ws_url: str = ""  # "" = the API host's /ws
+    symbol: str = "SEI/USDC"  # the trading pair; tick, lot, decimals and fees come from its metadata
+    instrument_id: str = f"SEI/USDC.{MONACO}"
+    chain_id: int = SEI_MAINNET_CHAIN_ID  # 1329 mainnet, 1328 testnet (Monaco's development and staging)
+    client_id: str = "flashmm"
+    key_env: str = MONACO_KEY_ENV
+    key_file: str = ""
+    refresh_before_secs: float = 60.0
+    use_replace: bool = True
+    replace_window_ms: float = 2.0
+    in_doubt_secs: float = 2.0
+    cancel_orphans_on_start: bool = True
+    stop_timeout_secs: float = 15.0
+    stale_after_secs: float = 5.0
+    lost_after_secs: float = 60.0
+    exclude_own_orders: bool = True
+    requests_per_s: float = 20.0
+    burst: int = 40
+    timeout_secs: float = 5.0
+    # Custody (`flashmm monaco deposit|withdraw`): Sei EVM's RPC ([SEI] evm-rpc.sei-apis.com mainnet,
+    # evm-rpc-testnet.sei-apis.com testnet) and Monaco's vault contract (its address is UNCONFIRMED).
+    evm_rpc_url: str = "https://evm-rpc.sei-apis.com"
+    vault_address: str = ""
+    wire: Wire = Wire()  # `[monaco.wire]`: correct a path or a field name here (see adapters/monaco/wire.py)
+
+
 class LiveConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     node: NodeSection = NodeSection()
+    venue: VenueKind = VenueKind()
+    monaco: MonacoSection = MonacoSection()
     sei: SeiSection = SeiSection()
     paper: VenueSection = VenueSection()
     signal: SignalSection = SignalSection()
     strategy: dict[str, Any] = {}
 
     def venue_profile(self) -> str:
-        """The venue this node trades: FlashMM's CosmWasm CLOB on Sei (the localnet venue)."""
-        return SEI_CLOB.name
+        """The venue profile (data/venues.py) of the venue this node trades: Monaco, or FlashMM's
+        CosmWasm CLOB on Sei (the pre-SIP-03 design and the localnet venue)."""
+        return MONACO_PROFILE.name if self.on_monaco else SEI_CLOB.name
 
     def strategy_config(self) -> MarketMakerConfig:
         """The strategy, with what defaults to the venue (the requote cadence) from its profile."""
@@ -74,6 +122,28 @@ class LiveConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     def paper_venue(self) -> VenueSection:
         """Paper mode's simulated venue: `[paper]` with the venue profile's values where unset."""
         return resolve_venue(self.paper, self.venue_profile(), self.strategy_config())
+
+    @property
+    def on_monaco(self) -> bool:
+        return self.venue.kind == "monaco"
+
+    @property
+    def instrument_id(self) -> str:
+        return self.monaco.instrument_id if self.on_monaco else self.sei.instrument_id
+
+    @property
+    def venue_url(self) -> str:
+        return self.monaco.api_url if self.on_monaco else self.sei.rpc_url
+
+    @property
+    def key_source(self) -> tuple[str, str]:
+        """(key_env, key_file) of the chosen venue."""
+        section = self.monaco if self.on_monaco else self.sei
+        return section.key_env, section.key_file
+
+    @property
+    def stop_timeout_secs(self) -> float:
+        return self.monaco.stop_timeout_secs if self.on_monaco else self.sei.stop_timeout_secs
 
     def to_dict(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)
@@ -85,12 +155,16 @@ def without_none(d: dict) -> dict:
 
 
 def load_live_config(path: str | Path, overrides: dict[str, Any] | None = None) -> LiveConfig:
-    raw = read_toml(path, overrides, (("signal", "model"), ("sei", "key_file")))
+    raw = read_toml(path, overrides, (("signal", "model"), ("sei", "key_file"), ("monaco", "key_file")))
     config = convert(raw, LiveConfig, str(path))
-    config.strategy_config()
-    if not config.sei.contract:
+    strategy = config.strategy_config()
+    section = "monaco" if config.on_monaco else "sei"
+    if not config.on_monaco and not config.sei.contract:
         raise ConfigError(f"{path}: sei.contract is required "
                           "(the CLOB contract's address; `flashmm localnet` prints it)")
-    if config.node.mode == "live" and not (config.sei.key_file or config.sei.key_env):
-        raise ConfigError(f"{path}: live mode needs sei.key_file or sei.key_env")
+    if str(strategy.instrument_id) != config.instrument_id:
+        raise ConfigError(f"{path}: strategy.instrument_id {strategy.instrument_id} is not "
+                          f"{section}.instrument_id {config.instrument_id}")
+    if config.node.mode == "live" and not any(config.key_source):
+        raise ConfigError(f"{path}: live mode needs {section}.key_file or {section}.key_env")
     return config

@@ -115,7 +115,8 @@ def node_config(net: LocalnetThread, workdir: Path, strategy: dict, signal: dict
 def run_node(config: Path, duration_s: float, *, timeout_s: float | None = None, during=None) -> tuple[Path, str]:
     """Run `flashmm live` for `duration_s`; `during(proc)` runs while it trades (fault injection)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("FLASHMM_SEI_MNEMONIC", None)  # the node must use the key file it was given
+    for name in ("FLASHMM_SEI_MNEMONIC", "FLASHMM_MONACO_KEY"):
+        env.pop(name, None)  # the node must use the key file it was given
     with tempfile.TemporaryFile(mode="w+") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "live", "--config", str(config), "--duration", str(duration_s)],

@@ -42,6 +42,7 @@ from nautilus_trader.model.events import (
     OrderSubmitted,
 )
 
+from adapters.monaco.keys import derive_evm_key
 from adapters.sei.keys import SEI_HD_PATH
 
 NODE_LOG_NAME = "node"  # NautilusTrader appends ".json"
@@ -98,13 +99,23 @@ def register_secret(secret: str) -> None:
     SECRETS.register(secret)
 
 
+def redact_token(token: str) -> None:
+    """A venue session token or session key, as the Monaco client receives it (`SECRET_SINKS`).
+    One too short to redact without redacting ordinary text is reported, never written."""
+    if len(token.strip()) >= MIN_SECRET_CHARS:
+        SECRETS.register(token)
+    else:
+        logging.getLogger(__name__).warning(
+            "the venue issued a token shorter than %d characters: it cannot be redacted from logs", MIN_SECRET_CHARS)
+
+
 def register_key_secrets(key_env: str, key_file: str | Path | None) -> None:
     """Register the signing key the node will load: the text of `$key_env` and of `key_file`.
 
     Call it before the node is built, so nothing can be logged between loading the key and
-    registering it. For a mnemonic, the private key it derives is registered as well. Nothing here
-    reports an error: whether the key is usable (and the file safe) is `adapters.sei.keys`' call,
-    and its errors never carry the secret.
+    registering it. For a mnemonic, the private keys it derives are registered as well (Sei's Cosmos
+    path and the EVM path Monaco's wallet uses). Nothing here reports an error: whether the key is
+    usable (and the file safe) is the adapter's call, and its errors never carry the secret.
     """
     texts = [os.environ.get(key_env, "")] if key_env else []
     if key_file:
@@ -122,11 +133,13 @@ def register_key_secrets(key_env: str, key_file: str | Path | None) -> None:
 
 
 def _register_derived_key(mnemonic: str) -> None:
-    try:
-        key = derive_child_key_from_mnemonic(mnemonic, path=SEI_HD_PATH)
-    except Exception:  # noqa: BLE001 - cosmpy quotes a bad word; the adapter reports bad keys without it
-        return
-    SECRETS.register(key.hex())
+    for derive in (lambda: derive_child_key_from_mnemonic(mnemonic, path=SEI_HD_PATH),
+                   lambda: derive_evm_key(mnemonic, "the mnemonic")):
+        try:
+            key = derive()
+        except Exception:  # noqa: BLE001 - a library may quote a bad word; the adapter reports bad keys without it
+            continue
+        SECRETS.register(key.hex())
 
 
 # -- NautilusTrader's log -------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 """The live node: the backtested strategy on a NautilusTrader `TradingNode`, live or on paper.
 
-Both modes use the Sei data client; `live` adds the Sei execution client (signed txs), `paper`
-the simulated exchange of `app.live.paper`. Everything a backtest run writes, a session writes
-too (same recorder, same analytics, same files), plus `status.json` while it runs, so the app and
-the parity check read live sessions and backtests alike.
+The venue is Monaco (`[venue] kind = "monaco"`: REST orders, WebSocket market data) or FlashMM's
+Sei CosmWasm CLOB (`"sei-cosmwasm"`: signed txs, blocks). Both modes use the venue's data client;
+`live` adds its execution client, `paper` the simulated exchange of `app.live.paper`. Everything
+a backtest run writes, a session writes too (same recorder, same analytics, same files), plus
+`status.json` while it runs, so the app and the parity check read live sessions and backtests alike.
 
 Stopping (SIGINT, SIGTERM, or `duration_secs`) is graceful: the strategy pulls its quotes, then the
-execution client sends `cancel_all` and waits until the contract reports no open order for us.
+execution client cancels every order and waits until the venue lists none of ours.
 """
 
 from __future__ import annotations
@@ -32,13 +33,17 @@ from nautilus_trader.live.node import TradingNode
 from nautilus_trader.model.enums import TradingState
 from nautilus_trader.model.identifiers import InstrumentId, TraderId
 
+from adapters.monaco import factories as monaco_factories
+from adapters.monaco import venue as monaco_venue
+from adapters.monaco.config import MonacoDataClientConfig, MonacoExecClientConfig
+from adapters.monaco.venue import MonacoVenue
+from adapters.sei import factories as sei_factories
 from adapters.sei.config import SeiDataClientConfig, SeiExecClientConfig
-from adapters.sei.factories import SeiLiveDataClientFactory, SeiLiveExecClientFactory, forget_venues, shared_venue
 from adapters.sei.venue import SeiVenue
 from app.live.config import LiveConfig, without_none
 from app.live.control import operator_handlers, persisted_halt, prepare_control_dir, record_halt, start_control_server
 from app.live.lifecycle import RunOutcome, run_until_stopped
-from app.live.logs import AUDIT_FILE, AuditLog, AuditLogConfig, node_logging_config, register_key_secrets
+from app.live.logs import AUDIT_FILE, AuditLog, AuditLogConfig, node_logging_config, redact_token, register_key_secrets
 from app.live.ops import start_ops_server
 from app.live.paper import PaperExecClientConfig, PaperExecClientFactory
 from app.live.status import STATUS_FILE, StatusWriter, StatusWriterConfig, write_json_atomic
@@ -49,7 +54,6 @@ from data.venues import venue_profile
 from strategies.control import register_halt_endpoint
 from strategies.market_maker import MarketMaker
 
-VENUE = "SEI"
 NS = 1_000_000_000
 
 
@@ -72,9 +76,12 @@ TIMEOUT_PORTFOLIO_S = 10.0
 
 def connect_timeout(exec_cfg) -> float:
     """NautilusTrader's wait for the clients to connect. The Sei execution client's connect also
-    replays the blocks missed while the node was down and cancels orphans, so it gets that long."""
+    replays the blocks missed while the node was down and cancels orphans, so it gets that long;
+    Monaco's reconciles with the venue's REST view and cancels orphans."""
     if isinstance(exec_cfg, SeiExecClientConfig):
         return exec_cfg.catch_up_timeout_secs + exec_cfg.stop_timeout_secs + 20.0
+    if isinstance(exec_cfg, MonacoExecClientConfig):
+        return exec_cfg.stop_timeout_secs + 30.0
     return 20.0
 
 
@@ -86,7 +93,7 @@ class Session:
     recorder: RunRecorder
     session_dir: Path
     started_ns: int
-    venue: SeiVenue
+    venue: SeiVenue | MonacoVenue
     status_writer: StatusWriter
     signal_actor: object | None = None
     ops_port: int | None = None
@@ -95,10 +102,10 @@ class Session:
     def failure(self) -> str | None:
         """Why this node can no longer trade safely, if it cannot (see `lifecycle`)."""
         if self.venue.failure is not None:
-            return f"lost the venue at {self.config.sei.rpc_url}: {self.venue.failure!r:.300}"
+            return f"lost the venue at {self.config.venue_url}: {self.venue.failure!r:.300}"
         if not self.node.trader.is_running and time.time_ns() - self.started_ns > self.start_within_s * NS:
             return (f"not trading {self.start_within_s:g} s after start: the clients did not connect, "
-                    f"catch up or reconcile with {self.config.sei.rpc_url}")
+                    f"catch up or reconcile with {self.config.venue_url}")
         return None
 
     @property
@@ -110,26 +117,66 @@ class Session:
         return next(iter(self.node.kernel.data_engine._clients.values()), None)
 
 
+def monaco_data_config(config: LiveConfig) -> MonacoDataClientConfig:
+    m = config.monaco
+    return MonacoDataClientConfig(
+        api_url=m.api_url, ws_url=m.ws_url, symbol=m.symbol, instrument_id=m.instrument_id, chain_id=m.chain_id,
+        client_id=m.client_id, wire=m.wire, stale_after_secs=m.stale_after_secs,
+        exclude_own_orders=m.exclude_own_orders, lost_after_secs=m.lost_after_secs, requests_per_s=m.requests_per_s,
+        burst=m.burst, timeout_secs=m.timeout_secs, seed=config.node.seed,
+    )
+
+
+def _monaco_client_configs(config: LiveConfig):
+    m = config.monaco
+    data = monaco_data_config(config)
+    if config.node.mode == "paper":
+        paper = PaperExecClientConfig(venue=data.venue, instrument_id=m.instrument_id,
+                                      simulation=config.paper_venue(), seed=config.node.seed)
+        return data, paper, PaperExecClientFactory
+    return data, MonacoExecClientConfig(
+        api_url=m.api_url, ws_url=m.ws_url, symbol=m.symbol, instrument_id=m.instrument_id, chain_id=m.chain_id,
+        client_id=m.client_id, wire=m.wire, key_env=m.key_env, key_file=m.key_file or None,
+        refresh_before_secs=m.refresh_before_secs, use_replace=m.use_replace, replace_window_ms=m.replace_window_ms,
+        in_doubt_secs=m.in_doubt_secs,
+        cancel_orphans_on_start=m.cancel_orphans_on_start, stop_timeout_secs=m.stop_timeout_secs,
+        lost_after_secs=m.lost_after_secs, requests_per_s=m.requests_per_s, burst=m.burst,
+        timeout_secs=m.timeout_secs, seed=config.node.seed,
+    ), monaco_factories.MonacoLiveExecClientFactory
+
+
 def _client_configs(config: LiveConfig):
+    if config.on_monaco:
+        return _monaco_client_configs(config)
     sei = config.sei
+    venue = "SEI"
     data = SeiDataClientConfig(
-        venue=VENUE, rpc_url=sei.rpc_url, contract=sei.contract, chain_id=sei.chain_id or None,
+        venue=venue, rpc_url=sei.rpc_url, contract=sei.contract, chain_id=sei.chain_id or None,
         instrument_id=sei.instrument_id, book_depth=sei.book_depth, stale_after_secs=sei.stale_after_secs,
         exclude_own_orders=sei.exclude_own_orders,
     )
     if config.node.mode == "paper":
         return data, PaperExecClientConfig(
-            venue=VENUE, instrument_id=sei.instrument_id, simulation=config.paper_venue(), seed=config.node.seed
+            venue=venue, instrument_id=sei.instrument_id, simulation=config.paper_venue(), seed=config.node.seed
         ), PaperExecClientFactory
     execution = SeiExecClientConfig(
-        venue=VENUE, rpc_url=sei.rpc_url, contract=sei.contract, chain_id=sei.chain_id or None,
+        venue=venue, rpc_url=sei.rpc_url, contract=sei.contract, chain_id=sei.chain_id or None,
         instrument_id=sei.instrument_id, key_env=sei.key_env, key_file=sei.key_file or None,
         gas_base=sei.gas_base, gas_per_action=sei.gas_per_action, gas_price=sei.gas_price,
         timeout_blocks=sei.timeout_blocks,
         max_retries=sei.max_retries, order_expiry_blocks=sei.order_expiry_blocks or None,
         stop_timeout_secs=sei.stop_timeout_secs,
     )
-    return data, execution, SeiLiveExecClientFactory
+    return data, execution, sei_factories.SeiLiveExecClientFactory
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, callback):
+    """`callback(*args)` as the loop's next callback, from whatever thread calls it; nothing once
+    the loop is closed (a timer can fire while the node shuts down)."""
+    def post(*args) -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(callback, *args)
+    return post
 
 
 def _action_cost(config: LiveConfig) -> float:
@@ -161,11 +208,12 @@ def cache_config(redis_url: str) -> CacheConfig:
 
 def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_dir: Path) -> Session:
     strat_cfg = config.strategy_config()
-    if str(strat_cfg.instrument_id) != config.sei.instrument_id:
-        raise ValueError(f"strategy.instrument_id {strat_cfg.instrument_id} "
-                         f"is not sei.instrument_id {config.sei.instrument_id}")
+    if str(strat_cfg.instrument_id) != config.instrument_id:
+        raise ValueError(f"strategy.instrument_id {strat_cfg.instrument_id} is not the venue's {config.instrument_id}")
     data_cfg, exec_cfg, exec_factory = _client_configs(config)
-    forget_venues()
+    factories = monaco_factories if config.on_monaco else sei_factories
+    factories.forget_venues()
+    venue_name = data_cfg.venue
     node = TradingNode(
         config=TradingNodeConfig(
             trader_id=TraderId(config.node.trader_id),
@@ -173,19 +221,23 @@ def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_d
             cache=cache_config(config.node.redis_url if config.node.mode == "live" else ""),
             data_engine=LiveDataEngineConfig(),
             risk_engine=LiveRiskEngineConfig(bypass=False),
-            exec_engine=LiveExecEngineConfig(reconciliation=True),
-            data_clients={VENUE: data_cfg},
-            exec_clients={VENUE: exec_cfg},
+            # Monaco's execution client resolves its own in-flight orders (a create whose answer was
+            # lost is looked for on the venue); NautilusTrader's generic check would reject them blind.
+            exec_engine=LiveExecEngineConfig(reconciliation=True,
+                                             inflight_check_interval_ms=0 if config.on_monaco else 2_000),
+            data_clients={venue_name: data_cfg},
+            exec_clients={venue_name: exec_cfg},
             timeout_connection=connect_timeout(exec_cfg),
             timeout_reconciliation=TIMEOUT_RECONCILIATION_S,
             timeout_portfolio=TIMEOUT_PORTFOLIO_S,
-            timeout_disconnection=config.sei.stop_timeout_secs + 5.0,
+            timeout_disconnection=config.stop_timeout_secs + 5.0,
             timeout_post_stop=1.0,
         ),
         loop=loop,
     )
-    node.add_data_client_factory(VENUE, SeiLiveDataClientFactory)
-    node.add_exec_client_factory(VENUE, exec_factory)
+    node.add_data_client_factory(venue_name, monaco_factories.MonacoLiveDataClientFactory if config.on_monaco
+                                 else sei_factories.SeiLiveDataClientFactory)
+    node.add_exec_client_factory(venue_name, exec_factory)
     node.build()
     if config.node.mode == "paper":
         next(iter(node.kernel.exec_engine._clients.values())).portfolio = node.kernel.portfolio
@@ -196,24 +248,30 @@ def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_d
 
         sig = config.signal
         signal_actor = SignalActor(SignalActorConfig(
-            instrument_id=InstrumentId.from_str(config.sei.instrument_id), model_dir=sig.model or None,
+            instrument_id=InstrumentId.from_str(config.instrument_id), model_dir=sig.model or None,
             latency_budget_ms=sig.latency_budget_ms, trip_after=sig.trip_after, cooldown_secs=sig.cooldown_secs,
         ))
         node.trader.add_actor(signal_actor)
     strategy = MarketMaker(strat_cfg)
     strategy.set_action_cost(_action_cost(config))
+    # NautilusTrader 1.221 fires a live clock's timer on its own thread, not the event loop: the
+    # requote timer would run the strategy while its book handler runs (a dict changed while being
+    # iterated, a node stopped). Handed to the loop, the timer runs between the loop's callbacks.
+    strategy._on_timer = on_loop(loop, strategy._on_timer)
     node.trader.add_strategy(strategy)
     recorder = RunRecorder(RecorderConfig(instrument_id=strat_cfg.instrument_id, strategy_id=strategy.id))
     node.trader.add_actor(recorder)
     status = StatusWriter(StatusWriterConfig(
         path=str(session_dir / STATUS_FILE), interval_secs=config.node.status_interval_secs
     ))
+    status.run_on = on_loop(loop, lambda write: write())
     node.trader.add_actor(status)
     node.trader.add_actor(AuditLog(AuditLogConfig(path=str(session_dir / AUDIT_FILE))))
     # The kill switch and the operator's halt take the same path; either survives a restart.
     register_halt_endpoint(node.kernel.msgbus, node.kernel.risk_engine,
                            on_halt=lambda reason: record_halt(session_dir.parent, reason))
-    venue, _ = shared_venue(loop, data_cfg)
+    venue = monaco_factories.shared_venue(loop, data_cfg) if config.on_monaco else \
+        sei_factories.shared_venue(loop, data_cfg)[0]
     start_within = connect_timeout(exec_cfg) + TIMEOUT_RECONCILIATION_S + TIMEOUT_PORTFOLIO_S + 5.0
     session = Session(config, node, strategy, recorder, session_dir, time.time_ns(), venue, status, signal_actor,
                       start_within_s=start_within)
@@ -267,6 +325,7 @@ def node_status(session: Session) -> dict:
         "execution": exec_client.snapshot() if hasattr(exec_client, "snapshot") else None,
         "data": {"resnapshots": getattr(data_client, "resnapshots", 0),
                  "stale_events": getattr(data_client, "stale_events", 0),
+                 "stale_updates": getattr(data_client, "stale_updates", 0),
                  "blocks_seen": venue.blocks_seen, "book_excludes": getattr(data_client, "excluded_owner", None)},
         "signal": session.signal_actor.engine.summary() if session.signal_actor else None,
     }
@@ -279,8 +338,12 @@ def run_live(config: LiveConfig, duration_secs: float | None = None, state_dir: 
     session_dir = base / f"{config.node.mode}-{stamp}-{time.time_ns() % 1_000_000:06d}"
     session_dir.mkdir(parents=True, exist_ok=False)
     (session_dir / "config.toml").write_text(tomli_w.dumps(without_none(config.to_dict())))
-    # Before anything is built, so the key can never reach a log line, even in an error.
-    register_key_secrets(config.sei.key_env, config.sei.key_file or None)
+    # Before anything is built, so the key can never reach a log line, even in an error; tokens and
+    # session keys the Monaco client receives are registered as they arrive.
+    key_env, key_file = config.key_source
+    register_key_secrets(key_env, key_file or None)
+    if redact_token not in monaco_venue.SECRET_SINKS:
+        monaco_venue.SECRET_SINKS.append(redact_token)
     sock_path, token = prepare_control_dir(session_dir)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -293,7 +356,7 @@ def run_live(config: LiveConfig, duration_secs: float | None = None, state_dir: 
         loop.close()
     if not outcome.connected:
         reason = outcome.failure or "the clients had not connected when the node was stopped"
-        raise NodeStartError(f"could not connect to the venue at {config.sei.rpc_url}: {reason} "
+        raise NodeStartError(f"could not connect to the venue at {config.venue_url}: {reason} "
                              f"(log: {session_dir}/node.json)")
     _write_session(session)
     if outcome.failure is not None:

@@ -171,7 +171,17 @@ _SIMPLE = (
      ("execution", "tx_retries")),
     ("flashmm_sequence_resyncs_total", "counter", "Account sequence resyncs from the chain.",
      ("execution", "sequence_resyncs")),
-    ("flashmm_reconnects_total", "counter", "WebSocket reconnects to the Sei node.", ("execution", "reconnects")),
+    ("flashmm_reconnects_total", "counter", "WebSocket reconnects to the venue.", ("execution", "reconnects")),
+    ("flashmm_replaces_total", "counter", "Cancel-and-place pairs sent as one replace (Monaco).",
+     ("execution", "replaces")),
+    ("flashmm_requests_total", "counter", "REST requests sent to the venue (Monaco).", ("execution", "requests")),
+    ("flashmm_rate_limited_total", "counter", "HTTP 429 answers from the venue (Monaco).",
+     ("execution", "rate_limited")),
+    ("flashmm_server_errors_total", "counter", "HTTP 5xx answers from the venue (Monaco).",
+     ("execution", "server_errors")),
+    ("flashmm_relogins_total", "counter", "Fresh logins after a 401 (Monaco).", ("execution", "auth_relogins")),
+    ("flashmm_orders_in_doubt_total", "counter", "Creates whose answer was lost, looked for on the venue (Monaco).",
+     ("execution", "in_doubt")),
     ("flashmm_orphans_cancelled_total", "counter", "Unknown open orders of ours cancelled at reconciliation.",
      ("execution", "orphans_cancelled")),
     ("flashmm_inflight_txs", "gauge", "Transactions sent and not yet landed or expired.", ("execution", "inflight")),
@@ -221,6 +231,10 @@ def metrics_text(status: dict) -> str:
         family("flashmm_tick_to_tx_seconds", "gauge", "Block event received to signed tx sent, quantiles.",
                [({"quantile": q}, _scaled(execution.get(key), 1e-3))
                 for q, key in (("0.5", "tick_to_tx_ms_p50"), ("0.99", "tick_to_tx_ms_p99"))])
+        family("flashmm_tick_to_order_seconds", "gauge",
+               "Book update received to order request on the wire (Monaco), quantiles.",
+               [({"quantile": q}, _scaled(execution.get(key), 1e-3))
+                for q, key in (("0.5", "tick_to_order_ms_p50"), ("0.99", "tick_to_order_ms_p99"))])
 
     signal = status.get("signal") or {}
     if isinstance(signal, dict):

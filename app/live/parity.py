@@ -1,9 +1,10 @@
-"""`flashmm parity`: does the live node do on a chain what the backtest says it would?
+"""`flashmm parity`: does the live node do on a venue what the backtest says it would?
 
-The tape window of a backtest config is replayed by an in-process localnet as the market while
-`flashmm live` trades it over real sockets with the same strategy config; then the same window is
-backtested, starting at the tape block where the live node's first order landed (the node needs a
-few seconds to start; the backtest must not get a head start it never had live). Fills are
+The tape window of a backtest config is replayed by an in-process venue as the market (the local
+Monaco by default, or the Sei localnet) while `flashmm live` trades it over real sockets with the
+same strategy config; then the same window is backtested, starting at the tape block where the
+live node's first order reached the venue (the node needs a few seconds to start; the backtest
+must not get a head start it never had live). Fills are
 compared by side, price and tape block: a backtest fill agrees when a live fill of the same side
 and price happened within `tolerance_blocks` blocks of it (a live fill's quantity is used once,
 so the partial fills one model splits an execution into can all match the other's single fill).
@@ -15,6 +16,7 @@ import bisect
 import json
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +25,7 @@ import pandas as pd
 
 from app.live.config import without_none
 from app.live.localrun import node_config, read_back, run_node, start_localnet
+from app.live.monaco_run import monaco_node_config, read_back_monaco, start_local_monaco
 from backtests.config import load_config, parse_config
 from backtests.runner import run_backtest, window
 from data.catalog import iso_utc, open_tape
@@ -30,16 +33,107 @@ from data.catalog import iso_utc, open_tape
 NS = 1_000_000_000
 
 
-def run_parity(config_path: str | Path, *, tolerance_blocks: int = 2, out: str | Path | None = None) -> dict:
+VENUES = ("monaco", "sei-localnet")
+
+
+@dataclass
+class LiveSide:
+    """What the live node did, in tape terms: its fills as (side, price, tape block, quantity)."""
+
+    session_dir: Path
+    first_index: int  # the tape block the backtest starts at (see the venue's function)
+    index_ts: list[int]  # tape time of every tape block replayed, by index
+    fills: list[tuple[int, Decimal, int, Decimal]]
+
+
+def run_parity(config_path: str | Path, *, tolerance_blocks: int = 2, out: str | Path | None = None,
+               venue: str = "monaco") -> dict:
+    if venue not in VENUES:
+        raise ValueError(f"--venue {venue!r}: one of {', '.join(VENUES)}")
     config = load_config(config_path)
     tape = open_tape(config.run.catalog)
     start_ns, end_ns = window(config, tape)
     workdir = Path(out or config.run.out) / f"parity-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     workdir.mkdir(parents=True, exist_ok=False)
+    wall0 = time.monotonic()
+    live_on = _live_on_monaco if venue == "monaco" else _live_on_localnet
+    live = live_on(config, tape, start_ns, end_ns, workdir)
+    bt_start = live.index_ts[live.first_index]
+    raw = config.to_dict()
+    raw["run"] = {**raw["run"], "start": pd.Timestamp(bt_start, unit="ns", tz="UTC").isoformat(),
+                  "end": pd.Timestamp(end_ns, unit="ns", tz="UTC").isoformat()}
+    raw = without_none(raw)
+    backtest = run_backtest(parse_config(raw, source=str(config_path)), out=workdir / "backtest")
+
+    bt_fills = [(int(side), Decimal(str(price)), _index(live.index_ts, int(ts)), Decimal(str(qty)))
+                for ts, side, price, qty
+                in backtest.analytics.fills[["ts", "side", "price", "qty"]].itertuples(index=False)]
+    matched, matched_qty, live_used = _match(bt_fills, live.fills, tolerance_blocks)
+    live_metrics = json.loads((live.session_dir / "metrics.json").read_text())
+    execution = live_metrics.get("execution") or {}
+    bt_qty = sum(q for *_, q in bt_fills)
+    report = {
+        "config": str(config_path),
+        "venue": venue,
+        "window": {"start": iso_utc(start_ns), "end": iso_utc(end_ns), "backtest_start": iso_utc(bt_start),
+                   "live_first_order_block": live.first_index},
+        "tolerance_blocks": tolerance_blocks,
+        "backtest_fills": len(bt_fills),
+        "live_fills": len(live.fills),
+        "matched_fills": matched,
+        "fill_agreement": matched / len(bt_fills) if bt_fills else None,
+        "live_fills_matched": live_used / len(live.fills) if live.fills else None,
+        "volume_agreement": float(matched_qty / bt_qty) if bt_qty else None,
+        "pnl_backtest": backtest.metrics["pnl_total"],
+        "pnl_live": live_metrics["pnl_total"],
+        "pnl_difference": live_metrics["pnl_total"] - backtest.metrics["pnl_total"],
+        "orders_backtest": backtest.metrics["orders_submitted"],
+        "orders_live": live_metrics["orders_submitted"],
+        # Sei: block event received -> signed tx sent; Monaco: book update received -> order request sent.
+        **{key: execution.get(key) for key in (
+            "tick_to_tx_ms_p50", "tick_to_tx_ms_p99", "txs", "txs_failed", "tick_to_order_ms_p50",
+            "tick_to_order_ms_p99", "places", "replaces", "rejects")},
+        "live_session": str(live.session_dir),
+        "backtest_run": str(backtest.run_dir),
+        "wall_seconds": round(time.monotonic() - wall0, 1),
+    }
+    (workdir / "parity.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    report["report_file"] = str(workdir / "parity.json")
+    return report
+
+
+def _live_on_monaco(config, tape, start_ns: int, end_ns: int, workdir: Path) -> LiveSide:
+    """The tape replayed by an in-process local Monaco on its own clock while the node trades it.
+    Orders match the moment they arrive, so the backtest starts at the tape block that was current
+    when the node's first order reached the venue: it quotes on that block's book, as the node did."""
+    venue_cfg = config.venue
+    venue = start_local_monaco(tape, start_ns, end_ns, seed=config.run.seed,
+                               maker_fee_bps=Decimal(str(venue_cfg.maker_fee)) * 10_000,
+                               taker_fee_bps=Decimal(str(venue_cfg.taker_fee)) * 10_000)
+    try:
+        signal = without_none(config.to_dict()["signal"])
+        node_toml = monaco_node_config(venue, workdir, dict(config.strategy), signal=signal)
+        session_dir, output = run_node(node_toml, duration_s=(end_ns - start_ns) / NS + 3)
+        live = read_back_monaco(venue, session_dir, output)
+    finally:
+        venue.stop()
+    if not live.placed:
+        raise RuntimeError(f"the live node placed no order; see {session_dir}")
+    first = min(p["tape_index"] for p in live.placed)
+    if first < 0:
+        raise RuntimeError(f"the live node ordered before the tape started; see {session_dir}")
+    fills = [(1 if f["side"] == "buy" else -1, Decimal(f["price"]), f["tape_index"], Decimal(f["quantity"]))
+             for f in live.fills]
+    return LiveSide(session_dir, first, live.index_ts, fills)
+
+
+def _live_on_localnet(config, tape, start_ns: int, end_ns: int, workdir: Path) -> LiveSide:
+    """The tape replayed by an in-process localnet, a block every 400 ms, while the node trades it.
+    The backtest starts one block before the live node's first order landed: it quotes on that
+    block's book and its orders arrive, one block of latency later, where the live ones did."""
     venue = config.venue
     net, replay = start_localnet(tape, start_ns, end_ns, seed=config.run.seed,
                                  maker_fee=str(venue.maker_fee), taker_fee=str(venue.taker_fee))
-    wall0 = time.monotonic()
     try:
         signal = without_none(config.to_dict()["signal"])
         node_toml = node_config(net, workdir, dict(config.strategy), signal=signal)
@@ -52,52 +146,9 @@ def run_parity(config_path: str | Path, *, tolerance_blocks: int = 2, out: str |
     first_height = min(h for h, _ in live.placed)
     if first_height not in live.height_to_index:
         raise RuntimeError(f"the live node's first order landed after the tape window ended; see {session_dir}")
-    first_index = live.height_to_index[first_height]
-    # The backtest starts one block before the live node's first order landed: it quotes on that
-    # block's book and its orders arrive, one block of latency later, where the live ones did.
-    bt_start = live.index_ts[max(first_index - 1, 0)]
-    raw = config.to_dict()
-    raw["run"] = {**raw["run"], "start": pd.Timestamp(bt_start, unit="ns", tz="UTC").isoformat(),
-                  "end": pd.Timestamp(end_ns, unit="ns", tz="UTC").isoformat()}
-    raw = without_none(raw)
-    backtest = run_backtest(parse_config(raw, source=str(config_path)), out=workdir / "backtest")
-
-    bt_fills = [(int(side), Decimal(str(price)), _index(live.index_ts, int(ts)), Decimal(str(qty)))
-                for ts, side, price, qty
-                in backtest.analytics.fills[["ts", "side", "price", "qty"]].itertuples(index=False)]
-    live_fills = [(1 if f.side == "buy" else -1, f.price, live.height_to_index.get(f.height, -1), f.quantity)
-                  for f in live.fills]
-    matched, matched_qty, live_used = _match(bt_fills, live_fills, tolerance_blocks)
-    live_metrics = json.loads((session_dir / "metrics.json").read_text())
-    execution = live_metrics.get("execution") or {}
-    bt_qty = sum(q for *_, q in bt_fills)
-    report = {
-        "config": str(config_path),
-        "window": {"start": iso_utc(start_ns), "end": iso_utc(end_ns), "backtest_start": iso_utc(bt_start),
-                   "live_first_order_block": first_index},
-        "tolerance_blocks": tolerance_blocks,
-        "backtest_fills": len(bt_fills),
-        "live_fills": len(live_fills),
-        "matched_fills": matched,
-        "fill_agreement": matched / len(bt_fills) if bt_fills else None,
-        "live_fills_matched": live_used / len(live_fills) if live_fills else None,
-        "volume_agreement": float(matched_qty / bt_qty) if bt_qty else None,
-        "pnl_backtest": backtest.metrics["pnl_total"],
-        "pnl_live": live_metrics["pnl_total"],
-        "pnl_difference": live_metrics["pnl_total"] - backtest.metrics["pnl_total"],
-        "orders_backtest": backtest.metrics["orders_submitted"],
-        "orders_live": live_metrics["orders_submitted"],
-        "tick_to_tx_ms_p50": execution.get("tick_to_tx_ms_p50"),
-        "tick_to_tx_ms_p99": execution.get("tick_to_tx_ms_p99"),
-        "txs": execution.get("txs"),
-        "txs_failed": execution.get("txs_failed"),
-        "live_session": str(session_dir),
-        "backtest_run": str(backtest.run_dir),
-        "wall_seconds": round(time.monotonic() - wall0, 1),
-    }
-    (workdir / "parity.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    report["report_file"] = str(workdir / "parity.json")
-    return report
+    fills = [(1 if f.side == "buy" else -1, f.price, live.height_to_index.get(f.height, -1), f.quantity)
+             for f in live.fills]
+    return LiveSide(session_dir, max(live.height_to_index[first_height] - 1, 0), live.index_ts, fills)
 
 
 def _index(index_ts: list[int], ts: int) -> int:
@@ -136,8 +187,16 @@ def render(report: dict) -> str:
     def ms(x):
         return "n/a" if x is None else f"{x:.2f} ms"
 
+    if report["venue"] == "monaco":
+        orders = (f"({report['places']} places, {report['replaces']} replaces, {report['rejects']} rejects)")
+        latency = (f"  tick-to-order  p50 {ms(report['tick_to_order_ms_p50'])}, "
+                   f"p99 {ms(report['tick_to_order_ms_p99'])} (book update received -> order request sent)")
+    else:
+        orders = f"({report['txs']} txs, {report['txs_failed']} failed)"
+        latency = (f"  tick-to-tx     p50 {ms(report['tick_to_tx_ms_p50'])}, p99 {ms(report['tick_to_tx_ms_p99'])} "
+                   "(block event received -> signed tx sent)")
     return "\n".join([
-        f"parity: backtest vs live node on the localnet, "
+        f"parity: backtest vs live node on the {'local Monaco' if report['venue'] == 'monaco' else 'localnet'}, "
         f"{report['window']['backtest_start']} .. {report['window']['end']}",
         f"  fills          backtest {report['backtest_fills']}, live {report['live_fills']}, "
         f"matched {report['matched_fills']} "
@@ -146,9 +205,7 @@ def render(report: dict) -> str:
         f"{pct(report['live_fills_matched'])} of live fills; volume {pct(report['volume_agreement'])}",
         f"  pnl            backtest {report['pnl_backtest']:.4f}, live {report['pnl_live']:.4f}, "
         f"difference {report['pnl_difference']:+.4f} USDC",
-        f"  orders         backtest {report['orders_backtest']}, live {report['orders_live']} "
-        f"({report['txs']} txs, {report['txs_failed']} failed)",
-        f"  tick-to-tx     p50 {ms(report['tick_to_tx_ms_p50'])}, p99 {ms(report['tick_to_tx_ms_p99'])} "
-        "(block event received -> signed tx sent)",
+        f"  orders         backtest {report['orders_backtest']}, live {report['orders_live']} {orders}",
+        latency,
         f"  written        {report['report_file']}",
     ])

@@ -1,13 +1,16 @@
-"""`flashmm record`: what the Sei data client sees, written as a tape `flashmm backtest` reads.
+"""`flashmm record`: what the venue's data client sees, written as a tape `flashmm backtest` reads.
 
-The recorder subscribes to exactly what the strategy would (book deltas, one batch per block,
-and trades). Every `FLUSH_BLOCKS` blocks it writes what it holds as one more Parquet part of a
-staged catalog (`data.catalog.StagedCatalog`), so a day-long recording holds a few minutes of
-data in memory, not the day; the catalog moves into place only when the recording ends, so an
-interrupted one leaves no half catalog, and an existing catalog is never overwritten.
+On Monaco that is one book batch per WebSocket update and the trades, stamped with the time each
+was received (`ts_init`) and the venue's time (`ts_event`); on the Sei CosmWasm CLOB, one batch per
+block. The recorder subscribes to exactly what the strategy would (book deltas and trades).
+Every `FLUSH_BLOCKS` batches it writes what it holds as one more Parquet part of a staged catalog
+(`data.catalog.StagedCatalog`), so a day-long recording holds a few minutes of data in memory, not
+the day; the catalog moves into place only when the recording ends, so an interrupted one leaves
+no half catalog, and an existing catalog is never overwritten.
 
-If the venue fails mid-recording (a height the feed cannot read), what was recorded up to it is
-contiguous and is kept, and the command exits non-zero saying where it stopped.
+If the venue fails mid-recording (a height the feed cannot read, a WebSocket that stays down),
+what was recorded up to it is contiguous and is kept, and the command exits non-zero saying where
+it stopped.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from nautilus_trader.model.data import OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import BookType
 from nautilus_trader.model.identifiers import InstrumentId, TraderId
 
+from adapters.monaco import factories as monaco_factories
+from adapters.sei import factories as sei_factories
 from adapters.sei.config import SeiDataClientConfig
-from adapters.sei.factories import SeiLiveDataClientFactory, forget_venues, shared_venue
 from app.live.config import LiveConfig
 from app.live.lifecycle import run_until_stopped
 from data.catalog import StagedCatalog, batch_deltas
 
-FLUSH_BLOCKS = 1500  # about 10 minutes of Sei blocks per Parquet part
+FLUSH_BLOCKS = 1500  # book batches per Parquet part: about 10 minutes of Sei blocks, a few of a busy Monaco pair
 
 
 class RecordingError(RuntimeError):
@@ -92,25 +96,34 @@ def record(config: LiveConfig, out: str | Path, duration_secs: float | None = No
     sei = config.sei
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    forget_venues()
-    data_cfg = SeiDataClientConfig(
-        venue="SEI", rpc_url=sei.rpc_url, contract=sei.contract, chain_id=sei.chain_id or None,
-        instrument_id=sei.instrument_id, book_depth=sei.book_depth,
-    )
+    if config.on_monaco:
+        from app.live.node import monaco_data_config
+
+        monaco_factories.forget_venues()
+        data_cfg = monaco_data_config(config)
+        factory = monaco_factories.MonacoLiveDataClientFactory
+    else:
+        sei_factories.forget_venues()
+        data_cfg = SeiDataClientConfig(
+            venue="SEI", rpc_url=sei.rpc_url, contract=sei.contract, chain_id=sei.chain_id or None,
+            instrument_id=sei.instrument_id, book_depth=sei.book_depth,
+        )
+        factory = sei_factories.SeiLiveDataClientFactory
     node = TradingNode(
         config=TradingNodeConfig(
             trader_id=TraderId(config.node.trader_id),
             logging=LoggingConfig(log_level=config.node.log_level),
-            data_clients={"SEI": data_cfg},
+            data_clients={data_cfg.venue: data_cfg},
             timeout_connection=20.0,
             timeout_post_stop=0.5,
         ),
         loop=loop,
     )
-    node.add_data_client_factory("SEI", SeiLiveDataClientFactory)
+    node.add_data_client_factory(data_cfg.venue, factory)
     node.build()
-    venue, _ = shared_venue(loop, data_cfg)
-    instrument_id = InstrumentId.from_str(sei.instrument_id)
+    venue = monaco_factories.shared_venue(loop, data_cfg) if config.on_monaco else \
+        sei_factories.shared_venue(loop, data_cfg)[0]
+    instrument_id = InstrumentId.from_str(config.instrument_id)
     recorder = TapeRecorder(TapeRecorderConfig(instrument_id=instrument_id, flush_blocks=flush_blocks))
     node.trader.add_actor(recorder)
     staged: list[StagedCatalog] = []
@@ -125,7 +138,7 @@ def record(config: LiveConfig, out: str | Path, duration_secs: float | None = No
     started = time.time_ns()
 
     def venue_failure() -> str | None:
-        return None if venue.failure is None else (f"lost {sei.rpc_url} after height {venue.last_height}: "
+        return None if venue.failure is None else (f"lost {config.venue_url} after {venue.last_height}: "
                                                    f"{venue.failure!r:.300}")
 
     try:
@@ -135,14 +148,18 @@ def record(config: LiveConfig, out: str | Path, duration_secs: float | None = No
             node.dispose()
             loop.close()
         if not outcome.connected:
-            raise RuntimeError(f"could not connect to {sei.rpc_url}: {outcome.failure or 'no connection by the stop'}")
+            raise RuntimeError(f"could not connect to {config.venue_url}: "
+                               f"{outcome.failure or 'no connection by the stop'}")
         recorder.flush(final=True)
         if not staged or not staged[0].deltas:
-            raise RuntimeError(f"nothing recorded from {sei.rpc_url}: no instrument or no book data arrived")
+            raise RuntimeError(f"nothing recorded from {config.venue_url}: no instrument or no book data arrived")
+        where = ({"venue": "monaco", "api_url": config.monaco.api_url, "symbol": config.monaco.symbol}
+                 if config.on_monaco else {"venue": "sei-cosmwasm", "rpc_url": sei.rpc_url, "contract": sei.contract})
         staged[0].commit({
-            "source": "flashmm record", "rpc_url": sei.rpc_url, "contract": sei.contract,
+            "source": "flashmm record", **where,
             "recorded_from_ns": started, "recorded_to_ns": time.time_ns(), "synthetic": False,
-            "last_height": venue.last_height, "venue_profile": config.venue_profile(),
+            "last_height": venue.last_height,  # the last block, or on Monaco the book's last sequence
+            "venue_profile": config.venue_profile(),
         })
     finally:
         for part in staged:

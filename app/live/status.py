@@ -28,9 +28,13 @@ class StatusWriter(Actor):
         self.path = Path(config.path)
         self.interval = config.interval_secs
         self.collect: Callable[[], dict] = dict
+        # Where the timer's writes run. A live clock fires on its own thread, while `collect` reads the
+        # node's state: the node hands the writes to its event loop (`loop.call_soon_threadsafe`).
+        self.run_on: Callable[[Callable[[], None]], object] = lambda fn: fn()
 
     def on_start(self) -> None:
-        self.clock.set_timer("status", interval=pd.Timedelta(seconds=self.interval), callback=lambda _: self.write())
+        self.clock.set_timer("status", interval=pd.Timedelta(seconds=self.interval),
+                             callback=lambda _: self.run_on(self.write))
         self.write()
 
     def on_stop(self) -> None:
