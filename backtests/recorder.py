@@ -103,15 +103,17 @@ class RunRecorder(Actor):
             self.live.pop(coid, None)
         else:
             if isinstance(event, OrderDenied):
-                self._closed(event.client_order_id)
+                self._closed(event)
             return
         self._record_quote(event.ts_init)
         if not isinstance(event, OrderAccepted):
-            self._closed(event.client_order_id)
+            self._closed(event)
 
-    def _closed(self, client_order_id) -> None:
-        order = self.cache.order(client_order_id)
-        if order is not None and order.is_closed:
+    def _closed(self, event) -> None:
+        """The order's row, once: at the event that closed it (a venue may still report on an order
+        it already closed, e.g. a fill known only after the cancel)."""
+        order = self.cache.order(event.client_order_id)
+        if order is not None and order.is_closed and order.last_event.id == event.id:
             self.closed_orders.append(order_row(order))
 
     def orders(self, cache) -> pd.DataFrame:

@@ -317,7 +317,8 @@ def test_record_monaco_then_backtest_the_recording(tmp_path, tape):
     backtest_config.write_text((ROOT / "backtests/configs/sample.toml").read_text().replace(
         '"SEI/USDC.SEI"', '"SEI/USDC.MONACO"'))
     bt = subprocess.run([sys.executable, "-m", "app.cli", "backtest", "--config", str(backtest_config),
-                         "--catalog", str(out), "--signal", "off", "--out", str(tmp_path / "runs"), "--quiet"],
+                         "--catalog", str(out), "--start", "+0s", "--signal", "off", "--out", str(tmp_path / "runs"),
+                         "--quiet"],
                         capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert bt.returncode == 0, bt.stderr[-2000:]
     (run_dir,) = (tmp_path / "runs").iterdir()
