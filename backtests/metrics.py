@@ -65,7 +65,7 @@ ANNUALISE_MIN_SAMPLES = 1_440
 CI_LEVEL = 0.90
 CI_Z = NormalDist().inv_cdf(0.5 + CI_LEVEL / 2)
 
-TOB_COLUMNS = ["ts", "bid", "ask", "bid_size", "ask_size"]
+TOB_COLUMNS = ["ts", "bid", "ask"]  # the market's best prices each time one of them changes
 FILL_COLUMNS = ["ts", "client_order_id", "venue_order_id", "trade_id", "side", "price", "qty",
                 "liquidity", "commission", "commission_currency"]
 QUOTE_COLUMNS = ["ts", "bid", "bid_qty", "ask", "ask_qty", "n_bids", "n_asks"]

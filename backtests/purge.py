@@ -8,9 +8,23 @@ purges what closed more than `buffer_secs` ago (NautilusTrader 1.221's `Cache.pu
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+
 import pandas as pd
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, where the C library has it (Linux/glibc); None elsewhere."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _malloc_trim()
 
 
 class CachePurgerConfig(ActorConfig, frozen=True):
@@ -32,3 +46,5 @@ class CachePurger(Actor):
         self.cache.purge_closed_positions(now, self.config.buffer_secs)
         self.cache.purge_account_events(now, self.config.buffer_secs)
         self.purges += 1
+        if _TRIM is not None and self.purges % 10 == 0:
+            _TRIM(0)  # hand freed heap back to the OS: what was purged would otherwise stay resident

@@ -11,6 +11,8 @@ runs ahead of ours (as a capture host's often does) must not reorder fills again
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
@@ -55,7 +57,7 @@ class RunRecorder(Actor):
         # orders from the cache as it goes and still report every order it sent.
         self.closed_orders = RowBuffer(ORDER_COLUMNS)
         self.live: dict[str, tuple[bool, float, float]] = {}  # coid -> (is_buy, price, leaves)
-        self._last_top: tuple[float, float, float, float] | None = None
+        self._last_top: tuple[float, float] | None = None
         self._last_quote: tuple | None = None
 
     def on_start(self) -> None:
@@ -72,7 +74,9 @@ class RunRecorder(Actor):
         bid, ask = book.best_bid_price(), book.best_ask_price()
         if bid is None or ask is None:
             return
-        top = (float(bid), float(ask), float(book.best_bid_size()), float(book.best_ask_size()))
+        # Prices only: every analytic reads the touch and the mid, and a size change at the touch
+        # (most batches) would be a row that changes nothing but memory on a day-long run.
+        top = (float(bid), float(ask))
         if top != self._last_top:
             self._last_top = top
             self.tob.append((deltas.ts_init, *top))
@@ -164,12 +168,12 @@ def order_row(order) -> tuple:
     return (
         order.client_order_id.value,
         order.venue_order_id.value if order.venue_order_id else None,
-        order.side_string(),
+        sys.intern(order.side_string()),  # a handful of values over a day's orders: one copy each
         float(order.price),
         float(order.quantity),
         float(order.filled_qty),
         float(order.avg_px) if order.avg_px else None,
-        order.status_string(),
+        sys.intern(order.status_string()),
         order.is_post_only,
         order.ts_init,
         order.last_event.ts_init,  # on our clock, as every other timestamp of a run

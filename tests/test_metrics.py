@@ -31,7 +31,7 @@ NO_COSTS = Costs(quote_currency="USDC")
 
 def frames():
     tob = pd.DataFrame([
-        (0 * S, 1.00, 1.02, 5, 5), (1 * S, 1.01, 1.03, 5, 5), (3 * S, 0.99, 1.01, 5, 5), (10 * S, 1.03, 1.05, 5, 5),
+        (0 * S, 1.00, 1.02), (1 * S, 1.01, 1.03), (3 * S, 0.99, 1.01), (10 * S, 1.03, 1.05),
     ], columns=TOB_COLUMNS)
     fills = pd.DataFrame([
         # at t=1 the fill ties with a book update: it happened against the book before it
@@ -89,7 +89,7 @@ def test_hand_computed_metrics():
 def test_pnl_identity_holds(mids, fills, actions, action_cost):
     """spread capture + inventory PnL - fees - action costs == total PnL, marking at mid, for any
     tape, fills and actions."""
-    tob = pd.DataFrame([(i * S, m / 1e4 - 0.0001, m / 1e4 + 0.0001, 1, 1) for i, m in enumerate(mids)],
+    tob = pd.DataFrame([(i * S, m / 1e4 - 0.0001, m / 1e4 + 0.0001) for i, m in enumerate(mids)],
                        columns=TOB_COLUMNS)
     rows = []
     for k, (t, side, off, qty, fee) in enumerate(fills):
@@ -145,8 +145,8 @@ def run_with_minute_changes(dmid: list[float], qty: float = 100.0, tail: list[tu
     dmid[k] over minute k, so its 1-minute equity changes are exactly qty * dmid. `tail` adds
     book updates (ns after the last whole minute, mid) that end the run inside a minute."""
     mids = 1.0 + np.concatenate([[0.0], np.cumsum(dmid)])
-    book = [(k * MINUTE, mid - 0.0001, mid + 0.0001, 5, 5) for k, mid in enumerate(mids)]
-    book += [(len(dmid) * MINUTE + t, mid - 0.0001, mid + 0.0001, 5, 5) for t, mid in tail]
+    book = [(k * MINUTE, mid - 0.0001, mid + 0.0001) for k, mid in enumerate(mids)]
+    book += [(len(dmid) * MINUTE + t, mid - 0.0001, mid + 0.0001) for t, mid in tail]
     fills = pd.DataFrame([(1, "a", "v1", "t1", 1, mids[0], qty, "MAKER", 0.0, "USDC")], columns=FILL_COLUMNS)
     orders = pd.DataFrame({"filled_qty": [qty], "status": ["FILLED"]})
     end = len(dmid) * MINUTE + (tail[-1][0] + 1 if tail else 0)
