@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -183,6 +184,7 @@ def live_latency(config_path: str | Path, seconds: float = 30.0) -> dict:
             signal = without_none(config.to_dict()["signal"])
             session_dir, _ = run_node(node_config(net, Path(tmp), dict(config.strategy), signal=signal), seconds)
             metrics = json.loads((session_dir / "metrics.json").read_text())
+            shutil.rmtree(session_dir.parent)  # the node's state directory: a benchmark keeps only its figures
         finally:
             net.stop()
     execution = metrics.get("execution") or {}

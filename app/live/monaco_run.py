@@ -9,6 +9,7 @@ open orders and balances.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass
 from decimal import Decimal
@@ -118,6 +119,7 @@ def live_latency_monaco(config_path: str | Path, seconds: float = 30.0) -> dict:
             session_dir, _ = run_node(monaco_node_config(venue, Path(tmp), dict(config.strategy), signal=signal),
                                       seconds)
             metrics = json.loads((session_dir / "metrics.json").read_text())
+            shutil.rmtree(session_dir.parent)  # the node's state directory: a benchmark keeps only its figures
         finally:
             venue.stop()
     execution = metrics.get("execution") or {}
