@@ -36,13 +36,17 @@ class StatusWriter(Actor):
         # node's state: the node hands the writes to its event loop (`loop.call_soon_threadsafe`).
         self.run_on: Callable[[Callable[[], None]], object] = lambda fn: fn()
         self._writer: ThreadPoolExecutor | None = None  # one thread: the writes land in order
-        self._last: Future | None = None
+        self.write_error: BaseException | None = None  # the writer thread's last failure, reported on the loop
 
     def on_start(self) -> None:
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status-writer")
+        self.open_writer()
         self.clock.set_timer("status", interval=pd.Timedelta(seconds=self.interval),
                              callback=lambda _: self.run_on(self.write))
         self.write()
+
+    def open_writer(self) -> None:
+        """From now on, writes go to the writer thread."""
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status-writer")
 
     def on_stop(self) -> None:
         writer, self._writer = self._writer, None
@@ -52,13 +56,17 @@ class StatusWriter(Actor):
 
     def write(self) -> None:
         data = encode_json(self.collect())
-        last, self._last = self._last, None
-        if last is not None and last.done() and last.exception() is not None:
-            self.log.error(f"could not write {self.path}: {last.exception()}")
+        error, self.write_error = self.write_error, None
+        if error is not None:
+            self.log.error(f"could not write {self.path}: {error}")
         if self._writer is None:
             write_bytes_atomic(self.path, data)
         else:
-            self._last = self._writer.submit(write_bytes_atomic, self.path, data)
+            self._writer.submit(write_bytes_atomic, self.path, data).add_done_callback(self._done)
+
+    def _done(self, future: Future) -> None:
+        if future.exception() is not None:
+            self.write_error = future.exception()
 
 
 def encode_json(payload: dict) -> bytes:
