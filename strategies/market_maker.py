@@ -417,17 +417,28 @@ class MarketMaker(Strategy):
             self.inventory -= float(fee)
         return qty
 
-    def _resume(self) -> None:
-        """Pick up where an earlier run of this strategy left off, from a persisted cache (a live
-        node restarted after a crash): its fills make the inventory and cash, and its orders still
-        working at the venue are tracked again, so they are requoted or cancelled, never orphaned."""
-        self.inventory, self.cash, self.costs, self.orders = 0.0, 0.0, 0.0, {}
+    def rebook(self) -> None:
+        """Inventory and cash from the fills in the cache's order events, the record of every fill.
+        A live node calls it after the stop: NautilusTrader does not hand a stopped strategy its
+        events, and a fill can land while the stop's cancels are in flight (the cache, the recorder
+        and the audit trail have it; the strategy's running totals would not)."""
+        self.inventory, self.cash = 0.0, 0.0
         for order in self.cache.orders(strategy_id=self.id):
             for event in order.events:
                 if isinstance(event, OrderFilled):
                     self._book_fill(event)
-                elif isinstance(event, (OrderSubmitted, OrderPendingCancel)):
-                    self.costs += self.action_cost
+
+    def _resume(self) -> None:
+        """Pick up where an earlier run of this strategy left off, from a persisted cache (a live
+        node restarted after a crash): its fills make the inventory and cash, and its orders still
+        working at the venue are tracked again, so they are requoted or cancelled, never orphaned."""
+        self.orders = {}
+        self.rebook()
+        self.costs = self.action_cost * sum(
+            isinstance(event, (OrderSubmitted, OrderPendingCancel))
+            for order in self.cache.orders(strategy_id=self.id) for event in order.events
+        )
+        for order in self.cache.orders(strategy_id=self.id):
             if order.is_open or order.is_inflight:
                 side = BUY if order.side == OrderSide.BUY else SELL
                 ticks = self.grid.ticks(float(order.price))

@@ -103,6 +103,11 @@ def test_live_node_trades_the_local_monaco_and_agrees_with_the_venue(tmp_path, t
     assert execution["tick_to_order_samples"] > 0
     # The strategy saw the market without its own quotes, as a backtest tape is.
     assert metrics["data"]["book_excludes"] == venue.dev.address and metrics["data"]["resnapshots"] == 0
+    # Order by order, the audit trail is the record; the node log (log_orders off) does not repeat it.
+    log = [json.loads(line)["message"] for line in (session_dir / "node.json").read_text().splitlines()]
+    audit = (session_dir / "audit.jsonl").read_text().splitlines()
+    per_order = [m for m in log if "[EVT] Order" in m or "SubmitOrder(" in m or "CancelOrder(" in m]
+    assert len(audit) >= len(run.placed) and per_order == []
 
 
 def run_with_faults(tmp_path, tape, schedule, duration_s: float, **config) -> tuple:

@@ -23,6 +23,7 @@ import urllib.request
 from configparser import ConfigParser
 from pathlib import Path
 
+import msgspec
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -1036,3 +1037,14 @@ def test_the_node_tells_the_data_client_whether_to_leave_out_its_own_orders(mode
     data, _, _ = _client_configs(config)
     assert data.exclude_own_orders is exclude
     assert LiveConfig().sei.exclude_own_orders  # on unless turned off
+
+
+def test_order_by_order_logging_follows_log_orders():
+    """The strategy's per-order [CMD]/[EVT] log lines are off unless `[node] log_orders` asks for them
+    (the audit trail has every order event); the rest of the strategy's config is untouched."""
+    path = ROOT / "app/configs/live_monaco_local.toml"
+    quiet, chatty = load_live_config(path), load_live_config(path, {"node.log_orders": True})
+    assert (quiet.strategy_config().log_events, quiet.strategy_config().log_commands) == (False, False)
+    assert (chatty.strategy_config().log_events, chatty.strategy_config().log_commands) == (True, True)
+    assert msgspec.structs.replace(quiet.strategy_config(), log_events=True, log_commands=True) == \
+        chatty.strategy_config()

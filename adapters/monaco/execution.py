@@ -216,11 +216,11 @@ class MonacoExecutionClient(LiveExecutionClient):
     # -- commands: gathered per reaction --------------------------------------------------------
 
     def submit_order(self, command: SubmitOrder) -> None:
-        self._log.info(f"Submit {command.order}", LogColor.BLUE)
+        self._log.debug(f"Submit {command.order}", LogColor.BLUE)  # audit.jsonl has every order event
         self._gather(command)
 
     def cancel_order(self, command: CancelOrder) -> None:
-        self._log.info(f"Cancel {command.client_order_id!r}", LogColor.BLUE)
+        self._log.debug(f"Cancel {command.client_order_id!r}", LogColor.BLUE)
         self._gather(command)
 
     def _gather(self, command: SubmitOrder | CancelOrder) -> None:

@@ -381,6 +381,7 @@ async def _serve(session: Session, duration: float, sock_path: Path, token: str)
 
 
 def _write_session(session: Session) -> None:
+    session.strategy.rebook()  # fills that landed after the strategy stopped (its cancels in flight)
     strat_cfg = session.config.strategy_config()
     orders = session.recorder.orders(session.node.kernel.cache)
     end_ns = time.time_ns()
