@@ -420,8 +420,9 @@ class MarketMaker(Strategy):
     def rebook(self) -> None:
         """Inventory and cash from the fills in the cache's order events, the record of every fill.
         A live node calls it after the stop: NautilusTrader does not hand a stopped strategy its
-        events, and a fill can land while the stop's cancels are in flight (the cache, the recorder
-        and the audit trail have it; the strategy's running totals would not)."""
+        events (its issue #2572: a fill between `on_stop`'s cancels and their landing reaches no
+        hook), and such a fill reaches the cache, the recorder and the audit trail, not the
+        strategy's running totals (seen on the local Monaco: status 11.8 SEI off the venue)."""
         self.inventory, self.cash = 0.0, 0.0
         for order in self.cache.orders(strategy_id=self.id):
             for event in order.events:
