@@ -24,6 +24,8 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_second():
     assert "flashmm backtest --config backtests/configs/sample.toml" in commands[0]
     ci = (ROOT / ".ci/run").read_text().splitlines()
     assert commands[1] in ci
+    # and nothing else: the shebang, comments, shell options and the move to the repository root
+    assert [line for line in ci if line and not line.startswith(("#", "set ", "cd "))] == [commands[1]]
 
 
 def test_the_test_command_installs_system_packages_then_lints_and_runs_the_suite(tmp_path):
