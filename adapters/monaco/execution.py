@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -65,7 +64,6 @@ from adapters.monaco.providers import MonacoInstrumentProvider
 from adapters.monaco.venue import MonacoVenue
 from adapters.monaco.wire import TERMINAL_STATUSES, Ack, Fill, Order, WireError
 
-_TRIGGERED_NS = 20_000_000  # requests sent this soon after a book update are that update's reaction
 _CLOCK_SLACK_NS = 5_000_000_000  # a venue order created this long before we sent ours may still be it
 _UNCLAIMED_MAX = 2_000
 _MEMORY = 20_000
@@ -139,6 +137,7 @@ class MonacoExecutionClient(LiveExecutionClient):
         self._flush_scheduled = False
         self._waiting_cancels: list[CancelOrder] = []  # cancels held for a new order to pair with
         self._reaction: list[int] | None = None  # [trigger ns] until its first order request is on the wire
+        self._trigger: int | None = None  # the book update whose reaction the pending commands are
         self._reconcile_lock = asyncio.Lock()
         self._balances_due = False
         self._map_key = f"flashmm.monaco.{self.owner}.{config.symbol}.orders"
@@ -225,6 +224,8 @@ class MonacoExecutionClient(LiveExecutionClient):
 
     def _gather(self, command: SubmitOrder | CancelOrder) -> None:
         self._pending.append(command)
+        if self._trigger is None:
+            self._trigger = self._monaco.handling_book_ns  # set while a book update's reaction runs
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
@@ -234,10 +235,9 @@ class MonacoExecutionClient(LiveExecutionClient):
         cancels once nothing came to pair with them."""
         self._flush_scheduled = False
         commands, self._pending = self._pending, []
-        trigger = self._monaco.last_book_received_ns
-        # A reaction to a book update just read (not a timer's): its first request times tick-to-order.
-        recent = trigger and 0 <= time.time_ns() - trigger < _TRIGGERED_NS
-        self._reaction = [trigger] if recent else None
+        # A reaction to a book update (not a timer's, an order event's or a snapshot's): its first
+        # request on the wire times tick-to-order.
+        self._reaction, self._trigger = ([self._trigger] if self._trigger else None), None
         cancels = self._waiting_cancels + [c for c in commands if isinstance(c, CancelOrder)]
         self._waiting_cancels = []
         for submit in (c for c in commands if isinstance(c, SubmitOrder)):
@@ -810,7 +810,8 @@ class MonacoExecutionClient(LiveExecutionClient):
             "cancel_rejects": s.cancel_rejects, "in_doubt": s.in_doubt, "adopted": s.adopted, "lost": s.lost,
             "orphans_cancelled": s.orphans_cancelled, "reconciliations": s.reconciliations,
             "working_orders": len(self._live),
-            "tick_to_order_ms_p50": pick(0.50), "tick_to_order_ms_p99": pick(0.99),
+            "tick_to_order_ms_p50": pick(0.50), "tick_to_order_ms_p90": pick(0.90),
+            "tick_to_order_ms_p99": pick(0.99), "tick_to_order_ms_max": pick(1.0),
             "tick_to_order_samples": len(lat), **self._monaco.stats(),
         }
 

@@ -74,7 +74,9 @@ class MonacoVenue:
         self.failure: BaseException | None = None
         self.last_height = 0  # the book's last sequence (the node's status calls it a height)
         self.last_received_ns = 0  # any frame
-        self.last_book_received_ns = 0
+        # The receive time of the book update being handled, while it is: a reaction that runs
+        # inside it (the node's direct dispatch) is that update's, which tick-to-order measures.
+        self.handling_book_ns: int | None = None
         self.blocks_seen = 0  # book messages
         self.malformed = 0
         self.error_frames = 0
@@ -177,11 +179,14 @@ class MonacoVenue:
                 return
             if channel == "orderbook" and kind in ("snapshot", "update"):
                 book = codec.read_book_frame(kind, frame)
-                self.last_book_received_ns = received_ns
                 self.blocks_seen += 1
                 if book.sequence is not None:
                     self.last_height = book.sequence
-                self._deliver(self.book_listeners, book, received_ns)
+                self.handling_book_ns = received_ns
+                try:
+                    self._deliver(self.book_listeners, book, received_ns)
+                finally:
+                    self.handling_book_ns = None
             elif channel == "trades" and kind == "event":
                 self._deliver(self.trade_listeners, codec.read_trade_frame(frame), received_ns)
             elif channel == "orders" and kind == "event":
@@ -200,6 +205,6 @@ class MonacoVenue:
                 log.exception("listener %r failed", listener)
 
     def stats(self) -> dict[str, int]:
-        return {**self.rest.stats, "reconnects": self.socket.stats["reconnects"], "malformed": self.malformed,
-                "error_frames": self.error_frames,
+        return {**self.rest.stats, "throttled": self.rest.bucket.waits, "reconnects": self.socket.stats["reconnects"],
+                "malformed": self.malformed, "error_frames": self.error_frames,
                 **({f"auth_{k}": v for k, v in self.auth.stats.items()} if self.auth else {})}

@@ -39,6 +39,12 @@ class NodeSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     # off, the node log keeps lifecycle, warnings and errors, and a reaction to a book update does not
     # format and write six log lines per replaced order (~0.3 ms of the live tick-to-order).
     log_orders: bool = False
+    # Book updates and order commands handled as they arrive instead of through NautilusTrader's
+    # engine queues (app/live/dispatch.py): the reaction to a book update runs in one piece.
+    direct_dispatch: bool = True
+    # Garbage collection on a loop timer between reactions, what the node built before trading frozen
+    # out of it (app/live/gc_pacer.py); false = CPython's automatic collector.
+    gc_paced: bool = True
     status_interval_secs: float = 1.0
     duration_secs: float = 0.0  # 0 = until SIGINT/SIGTERM
     seed: int = 0

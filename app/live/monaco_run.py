@@ -123,5 +123,6 @@ def live_latency_monaco(config_path: str | Path, seconds: float = 30.0) -> dict:
         finally:
             venue.stop()
     execution = metrics.get("execution") or {}
-    keys = ("tick_to_order_ms_p50", "tick_to_order_ms_p99", "tick_to_order_samples", "places", "replaces", "fills")
+    keys = ("tick_to_order_ms_p50", "tick_to_order_ms_p90", "tick_to_order_ms_p99", "tick_to_order_ms_max",
+            "tick_to_order_samples", "places", "replaces", "fills")
     return {k: execution.get(k) for k in keys} | {"fill_count": metrics.get("fill_count"), "seconds": seconds}

@@ -42,6 +42,8 @@ from adapters.sei.config import SeiDataClientConfig, SeiExecClientConfig
 from adapters.sei.venue import SeiVenue
 from app.live.config import LiveConfig, without_none
 from app.live.control import operator_handlers, persisted_halt, prepare_control_dir, record_halt, start_control_server
+from app.live.dispatch import dispatch_directly
+from app.live.gc_pacer import GcPacer
 from app.live.lifecycle import RunOutcome, run_until_stopped
 from app.live.logs import AUDIT_FILE, AuditLog, AuditLogConfig, node_logging_config, redact_token, register_key_secrets
 from app.live.ops import start_ops_server
@@ -239,6 +241,8 @@ def build_session(config: LiveConfig, loop: asyncio.AbstractEventLoop, session_d
                                  else sei_factories.SeiLiveDataClientFactory)
     node.add_exec_client_factory(venue_name, exec_factory)
     node.build()
+    if config.node.direct_dispatch:
+        dispatch_directly(node.kernel)
     if config.node.mode == "paper":
         next(iter(node.kernel.exec_engine._clients.values())).portfolio = node.kernel.portfolio
 
@@ -349,9 +353,14 @@ def run_live(config: LiveConfig, duration_secs: float | None = None, state_dir: 
     asyncio.set_event_loop(loop)
     session = build_session(config, loop, session_dir)
     duration = config.node.duration_secs if duration_secs is None else duration_secs
+    pacer = GcPacer(loop) if config.node.gc_paced else None
+    if pacer is not None:
+        pacer.start()
     try:
         outcome = loop.run_until_complete(_serve(session, duration, sock_path, token))
     finally:
+        if pacer is not None:
+            pacer.stop()
         session.node.dispose()
         loop.close()
     if not outcome.connected:
