@@ -182,7 +182,7 @@ def test_the_pacer_collects_on_its_timer_what_cpython_would_and_hands_back_on_st
         assert pacer.collections[1] >= 1 and pacer.collections[2] >= 1
         assert pacer.collections[0] >= pacer.collections[1] >= pacer.collections[2]
         pacer.stop()
-        assert gc.isenabled()
+        assert gc.isenabled() and gc.get_freeze_count() == 0
         del junk
     finally:
         gc.set_threshold(*thresholds)

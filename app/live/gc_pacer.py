@@ -11,7 +11,7 @@ generation that collections never walk again), turns the automatic collector off
 from a loop timer instead, the generations CPython would have: gen 0 once its allocation count
 passes the threshold, gen 1 every `threshold1`-th gen 0, a full collection every `threshold2`-th
 gen 1. A frame that arrives during a collection waits for it, as it would for any callback; a
-reaction no longer contains one. `stop` hands collection back to CPython.
+reaction no longer contains one. `stop` unfreezes and hands collection back to CPython.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class GcPacer:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        gc.unfreeze()
         gc.enable()
 
     def _tick(self) -> None:
