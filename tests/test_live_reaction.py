@@ -1,6 +1,7 @@
-"""The live node's reaction path: a book update is handled, and its orders handed to the execution
-client, inside the frame that carried it (NautilusTrader's engines, not stand-ins); what a frame's
-reaction scheduled runs before the next frame of a burst; garbage is collected between reactions."""
+"""The live node's reaction path: with direct dispatch, data reaches its subscribers and order
+commands reach the execution engine before `send` returns (NautilusTrader's live engines, not
+stand-ins); what a frame's reaction scheduled runs before the next frame of a burst (a real
+WebSocket); garbage is collected on the pacer's timer, not on allocation."""
 
 from __future__ import annotations
 
@@ -47,7 +48,6 @@ class _Kernel:
                                           LiveRiskEngineConfig(bypass=True, graceful_shutdown_on_exception=True))
         self.exec_engine = LiveExecutionEngine(loop, self.msgbus, self.cache, clock,
                                                LiveExecEngineConfig(graceful_shutdown_on_exception=True))
-        self.clock = clock
 
     def engines(self):
         return self.data_engine, self.risk_engine, self.exec_engine
