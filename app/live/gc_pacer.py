@@ -3,8 +3,8 @@
 CPython collects when allocations pass a threshold, that is, in the middle of whatever allocates,
 and a book update's reaction is the node's busiest allocator. Traced on the local Monaco (the
 sample, signal on, 120 s): a gen-0 collection took 0.07 ms (p50), a gen-1 0.8 ms (up to 2.2 ms,
-the tail of that session's tick-to-order) and a gen-2 62-111 ms, five times (start-up included), because a full
-collection walks every object the process holds: torch, NautilusTrader, every module.
+the tail of that session's tick-to-order) and a gen-2 62-111 ms, five times (start-up included),
+because a full collection walks every object the process holds: torch, NautilusTrader, every module.
 
 The pacer freezes what exists when the node starts trading (`gc.freeze`: moved to a permanent
 generation that collections never walk again), turns the automatic collector off and collects
