@@ -433,20 +433,19 @@ class MarketMaker(Strategy):
         """Pick up where an earlier run of this strategy left off, from a persisted cache (a live
         node restarted after a crash): its fills make the inventory and cash, and its orders still
         working at the venue are tracked again, so they are requoted or cancelled, never orphaned."""
-        self.orders = {}
+        self.orders, self.costs = {}, 0.0
         self.rebook()
-        self.costs = self.action_cost * sum(
-            isinstance(event, (OrderSubmitted, OrderPendingCancel))
-            for order in self.cache.orders(strategy_id=self.id) for event in order.events
-        )
-        for order in self.cache.orders(strategy_id=self.id):
+        orders = self.cache.orders(strategy_id=self.id)
+        for order in orders:
+            actions = sum(isinstance(e, (OrderSubmitted, OrderPendingCancel)) for e in order.events)
+            self.costs += self.action_cost * actions
             if order.is_open or order.is_inflight:
                 side = BUY if order.side == OrderSide.BUY else SELL
                 ticks = self.grid.ticks(float(order.price))
                 self.orders[order.client_order_id] = WorkingOrder(
                     side, ticks, float(order.leaves_qty), order.ts_last, state=WORKING if order.is_open else PENDING
                 )
-        if self.cache.orders(strategy_id=self.id):
+        if orders:
             self.resumed = {"inventory": self.inventory, "cash": self.cash, "orders_adopted": len(self.orders)}
             self.log.warning(
                 f"resumed from the cache: inventory {self.inventory:+.1f}, cash {self.cash:+.4f}, "
