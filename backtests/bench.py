@@ -73,7 +73,9 @@ def _measure(mode: str, config_path: str, overrides: dict) -> dict:
         if mode == "nt_quoter":
             from backtests.fidelity import TouchQuoter, TouchQuoterConfig
 
-            quoter = TouchQuoter(TouchQuoterConfig(instrument_id=instrument.id, order_qty=100.0, per_instant=False))
+            # The strategy's own quote size: the instrument's units, and orders the account can pay for.
+            quoter = TouchQuoter(TouchQuoterConfig(instrument_id=instrument.id, order_qty=config.strategy.order_size,
+                                                   per_instant=False))
             engine.add_strategy(quoter)
         t0 = time.perf_counter()
         events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress=False)

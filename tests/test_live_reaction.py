@@ -1,7 +1,8 @@
 """The live node's reaction path: with direct dispatch, data reaches its subscribers and order
 commands reach the execution engine before `send` returns (NautilusTrader's live engines, not
 stand-ins); what a frame's reaction scheduled runs before the next frame of a burst (a real
-WebSocket); garbage is collected on the pacer's timer, not on allocation."""
+WebSocket), and the Monaco execution client's order is on the wire before the next book update of
+a burst is handled (the local Monaco); garbage is collected on the pacer's timer, not on allocation."""
 
 from __future__ import annotations
 
@@ -18,16 +19,22 @@ from nautilus_trader.live.config import LiveDataEngineConfig, LiveExecEngineConf
 from nautilus_trader.live.data_engine import LiveDataEngine
 from nautilus_trader.live.execution_engine import LiveExecutionEngine
 from nautilus_trader.live.risk_engine import LiveRiskEngine
-from nautilus_trader.model.identifiers import TraderId
+from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.identifiers import ClientOrderId, TraderId
 from nautilus_trader.portfolio.portfolio import Portfolio
 from nautilus_trader.test_kit.stubs.commands import TestCommandStubs
 from nautilus_trader.test_kit.stubs.data import TestDataStubs
 from nautilus_trader.test_kit.stubs.execution import TestExecStubs
 
-from adapters.monaco.wire import Codec
+from adapters.monaco.config import MonacoExecClientConfig
+from adapters.monaco.execution import MonacoExecutionClient
+from adapters.monaco.local.server import MonacoLocalThread
+from adapters.monaco.venue import MonacoVenue
+from adapters.monaco.wire import Codec, Wire
 from adapters.monaco.ws import MonacoSocket
 from app.live.dispatch import dispatch_directly
 from app.live.gc_pacer import GcPacer
+from data.catalog import open_tape
 from tests.conftest import free_port
 
 
@@ -112,8 +119,8 @@ def test_a_failing_handler_is_handled_as_the_engines_queue_would():
 
 def test_what_a_frames_reaction_scheduled_runs_before_the_next_frame_of_a_burst():
     """Five frames sent at once; the first frame's handler takes long enough for all five to be
-    buffered. Each handler schedules work with call_soon, as the execution client schedules its
-    sends: that work runs before the next frame is handled."""
+    buffered. Each handler schedules work with call_soon, as the execution client starts its
+    send tasks: that work runs before the next frame is handled."""
     order: list[str] = []
 
     async def main() -> None:
@@ -153,6 +160,85 @@ def test_what_a_frames_reaction_scheduled_runs_before_the_next_frame_of_a_burst(
 
     asyncio.run(main())
     assert order == [x for i in range(5) for x in (f"frame {i}", f"sent {i}")]
+
+
+def test_a_book_updates_orders_are_on_the_wire_before_the_next_update_of_a_burst_is_handled():
+    """The execution client against the local Monaco, reacting as direct dispatch runs a reaction:
+    inside the book update's handling. Once an order of ours rests, an update's handler holds the
+    loop for two seconds, so the venue's next updates (its sample tape's 400 ms blocks) arrive
+    together, as a busy venue's do, and the socket reads them in one go. Of that burst, the first
+    update's reaction submits a new order and the second's only cancels the resting one. Each
+    request must go out before the burst's next update is handled: not behind the next reaction,
+    and the lone cancel not held for a new order to pair with (the reaction is over)."""
+    events: list[str] = []
+    best_bid: list = []
+    orders: list = []
+    marks: dict[str, int] = {}
+
+    async def main(local: MonacoLocalThread) -> int:
+        loop = asyncio.get_running_loop()
+        symbol = local.pair.symbol
+        venue = MonacoVenue(api_url=local.url, ws_url=local.ws_url, symbol=symbol, instrument_id=f"{symbol}.MONACO",
+                            wire=Wire(), chain_id=1328, client_id="flashmm-tests", requests_per_s=100.0, burst=100,
+                            timeout_s=5.0, lost_after_s=30.0)
+        venue.attach_signer(local.dev, refresh_before_s=60.0)
+        clock = LiveClock()
+        client = MonacoExecutionClient(
+            loop, venue, MessageBus(TraderId("TESTER-001"), clock), Cache(), clock, venue.provider,
+            MonacoExecClientConfig(api_url=local.url, ws_url=local.ws_url, symbol=symbol,
+                                   instrument_id=f"{symbol}.MONACO", chain_id=1328))
+        counted = venue.rest.on_sent
+
+        def on_sent(route: str, sent_ns: int) -> None:
+            events.append(f"sent {route}")
+            counted(route, sent_ns)
+
+        venue.rest.on_sent = on_sent
+
+        def submit() -> None:
+            instrument = client._cache.instrument(venue.provider.instrument_id)
+            order = TestExecStubs.limit_order(
+                instrument=instrument, order_side=OrderSide.BUY, post_only=True,
+                price=instrument.make_price(float(best_bid[-1]) * (0.9 - 0.01 * len(orders))),
+                quantity=instrument.make_qty(100), client_order_id=ClientOrderId(f"O-TEST-{len(orders)}"))
+            client._cache.add_order(order)
+            orders.append(order)
+            client.submit_order(TestCommandStubs.submit_order_command(order))
+
+        def on_book(book, received_ns: int) -> None:
+            events.append(book.kind)
+            if book.kind == "snapshot":
+                best_bid.append(book.bids[0][0])
+            elif not orders:
+                submit()
+            elif "burst" not in marks and client._live[orders[0].client_order_id].venue_id:
+                marks["burst"] = len(events) - 1
+                time.sleep(2.0)  # the next updates arrive meanwhile
+            elif "burst" in marks and "submit" not in marks:
+                marks["submit"] = len(events) - 1
+                submit()
+            elif "submit" in marks and "cancel" not in marks:
+                marks["cancel"] = len(events) - 1
+                client.cancel_order(TestCommandStubs.cancel_order_command(order=orders[0]))
+
+        venue.book_listeners.append(on_book)
+        await client._connect()
+        # Idle connections in the pool, as a node that has traded a while holds: a request that
+        # must open a new one waits for the TCP handshake, and the socket reads on meanwhile.
+        await asyncio.gather(*(venue.rest.call("trading_pairs", auth=False) for _ in range(3)))
+        for _ in range(500):
+            if "cancel" in marks and events[marks["cancel"] + 1:].count("update") >= 1:
+                break
+            await asyncio.sleep(0.01)
+        await client._disconnect()
+        return len(client.stats.tick_to_order_ns)
+
+    with MonacoLocalThread(open_tape("data/sample")) as local:
+        samples = asyncio.run(asyncio.wait_for(main(local), timeout=60))
+    submit_at, cancel_at = marks["submit"], marks["cancel"]
+    assert cancel_at == submit_at + 2 and events[submit_at + 1] == "sent create_order", events[submit_at - 1:]
+    assert events[cancel_at:cancel_at + 3] == ["update", "sent cancel_order", "update"], events[submit_at - 1:]
+    assert samples == 3  # each reaction timed as its update's: tick-to-order
 
 
 class _Cycle:

@@ -9,9 +9,12 @@ venue's REST view settles any doubt.
   as a taker anyway, the fill is reported as TAKER, truthfully.
 - **Replace.** A cancel and a new order on the same side issued in the same reaction (the
   strategy moving a quote) go out as one replace (the venue answers with the new order's id): one
-  round trip instead of two. A new order never waits: a cancel waits up to `replace_window_ms` for a
-  new order to pair with (NautilusTrader hands cancels and submits over through different queues,
-  a fraction of a millisecond apart).
+  round trip instead of two. A new order never waits. A reaction to a book update is whole once
+  the update's handling is over (the node's direct dispatch runs it inside), and its commands go
+  out then, unpaired cancels too. Any other command batch (a timer's, an order event's, or any
+  with NautilusTrader's queued dispatch, which hands cancels and submits over through different
+  queues, a fraction of a millisecond apart) keeps its cancels up to `replace_window_ms` for a new
+  order to pair with.
 - **Nothing counted twice.** Fills are booked per venue order against the venue's cumulative
   filled quantity: a fill event, a REST read of the order or a replayed event only ever adds what
   the venue says is filled beyond what was booked.
@@ -134,7 +137,7 @@ class MonacoExecutionClient(LiveExecutionClient):
         self._held: list[tuple[Order, int]] | None = None  # order events held during a reconciliation
         self._sending: set[ClientOrderId] = set()  # creates whose answer has not come yet
         self._pending: list[SubmitOrder | CancelOrder] = []
-        self._flush_scheduled = False
+        self._flush_handle: asyncio.Handle | None = None
         self._waiting_cancels: list[CancelOrder] = []  # cancels held for a new order to pair with
         self._reaction: list[int] | None = None  # [trigger ns] until its first order request is on the wire
         self._trigger: int | None = None  # the book update whose reaction the pending commands are
@@ -150,6 +153,7 @@ class MonacoExecutionClient(LiveExecutionClient):
         self._held = []  # order events wait until the cached orders are reconciled
         self._monaco.order_listeners.append(self._on_order_event)
         self._monaco.on_reconnect.append(self._reconcile_after_reconnect)
+        self._monaco.book_handled.append(self._flush_reaction)
         await self._monaco.start()
         for instrument in self._provider.list_all():
             self._cache.add_instrument(instrument)
@@ -167,6 +171,7 @@ class MonacoExecutionClient(LiveExecutionClient):
         finally:
             _discard(self._monaco.order_listeners, self._on_order_event)
             _discard(self._monaco.on_reconnect, self._reconcile_after_reconnect)
+            _discard(self._monaco.book_handled, self._flush_reaction)
             await self._monaco.stop()
 
     def _load_state(self) -> None:
@@ -226,14 +231,25 @@ class MonacoExecutionClient(LiveExecutionClient):
         self._pending.append(command)
         if self._trigger is None:
             self._trigger = self._monaco.handling_book_ns  # set while a book update's reaction runs
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
 
-    def _flush(self) -> None:
+    def _flush_reaction(self) -> None:
+        """A book update's handling is over, and with direct dispatch so is its reaction: flush now.
+        The send tasks then start on the loop's next pass, ahead of the socket's next frame; left to
+        `call_soon`, they would start a pass later, behind the next frame's reaction (in a burst of
+        buffered updates, each reaction's orders waited for the next one's). Commands gathered
+        outside the update's handling (NautilusTrader's queued dispatch) are not its reaction, and
+        keep their `call_soon`."""
+        if self._flush_handle is not None and self._trigger is not None:
+            self._flush_handle.cancel()
+            self._flush(whole=True)
+
+    def _flush(self, whole: bool = False) -> None:
         """Pair cancels with new orders of the same side into replaces; send new orders at once and
-        cancels once nothing came to pair with them."""
-        self._flush_scheduled = False
+        cancels once nothing more can come to pair with them: now for a `whole` reaction, otherwise
+        after `replace_window_ms`."""
+        self._flush_handle = None
         commands, self._pending = self._pending, []
         # A reaction to a book update (not a timer's, an order event's or a snapshot's): its first
         # request on the wire times tick-to-order.
@@ -247,7 +263,7 @@ class MonacoExecutionClient(LiveExecutionClient):
                 self.create_task(self._replace_pair(pair, submit), log_msg="monaco_replace")
             else:
                 self.create_task(self._submit_order(submit), log_msg="monaco_submit")
-        if self._cfg.use_replace and cancels and commands:
+        if self._cfg.use_replace and cancels and commands and not whole:
             self._waiting_cancels = cancels
             self._loop.call_later(self._cfg.replace_window_ms / 1000, self._release_cancels)
             return

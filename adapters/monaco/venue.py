@@ -67,6 +67,9 @@ class MonacoVenue:
         self.book_listeners: list[Callable[[Book, int], None]] = []
         self.trade_listeners: list[Callable[[Trade, int], None]] = []
         self.order_listeners: list[Callable[[Order, int], None]] = []
+        # Called once the book listeners are done with an update: the execution client sends then
+        # what the update's reaction asked for, before the socket reads the next frame.
+        self.book_handled: list[Callable[[], None]] = []
         self.on_reconnect: list[Callable[[], Awaitable[None]]] = []  # run as tasks after each reconnection
         self._users = 0
         self._lock = asyncio.Lock()
@@ -187,6 +190,8 @@ class MonacoVenue:
                     self._deliver(self.book_listeners, book, received_ns)
                 finally:
                     self.handling_book_ns = None
+                for done in list(self.book_handled):
+                    done()
             elif channel == "trades" and kind == "event":
                 self._deliver(self.trade_listeners, codec.read_trade_frame(frame), received_ns)
             elif channel == "orders" and kind == "event":

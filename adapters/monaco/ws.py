@@ -13,7 +13,7 @@ junk, is the venue's job. A binary frame is junk too, counted and dropped.
 After each frame the reader yields to the event loop. aiohttp hands over frames already buffered
 without suspending, so a burst of frames (tens at once on a busy tape) would otherwise run back to
 back, every book update's reaction included, while the orders the first reaction sent wait behind
-them: the execution client sends on the loop's next pass (`call_soon`). Measured on the real
+them: the execution client's send tasks start on the loop's next pass. Measured on the real
 ETHUSDT tape, the busiest stretch of the loop was such a burst (20 ms).
 """
 
