@@ -74,8 +74,8 @@ def _measure(mode: str, config_path: str, overrides: dict) -> dict:
             from backtests.fidelity import TouchQuoter, TouchQuoterConfig
 
             # The strategy's own quote size: the instrument's units, and orders the account can pay for.
-            quoter = TouchQuoter(TouchQuoterConfig(instrument_id=instrument.id, order_qty=config.strategy.order_size,
-                                                   per_instant=False))
+            size = config.strategy_config().order_size
+            quoter = TouchQuoter(TouchQuoterConfig(instrument_id=instrument.id, order_qty=size, per_instant=False))
             engine.add_strategy(quoter)
         t0 = time.perf_counter()
         events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress=False)
