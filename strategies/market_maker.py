@@ -433,18 +433,19 @@ class MarketMaker(Strategy):
         """Pick up where an earlier run of this strategy left off, from a persisted cache (a live
         node restarted after a crash): its fills make the inventory and cash, and its orders still
         working at the venue are tracked again, so they are requoted or cancelled, never orphaned."""
-        self.orders, self.costs = {}, 0.0
+        self.orders = {}
         self.rebook()
         orders = self.cache.orders(strategy_id=self.id)
+        actions = 0
         for order in orders:
-            actions = sum(isinstance(e, (OrderSubmitted, OrderPendingCancel)) for e in order.events)
-            self.costs += self.action_cost * actions
+            actions += sum(isinstance(e, (OrderSubmitted, OrderPendingCancel)) for e in order.events)
             if order.is_open or order.is_inflight:
                 side = BUY if order.side == OrderSide.BUY else SELL
                 ticks = self.grid.ticks(float(order.price))
                 self.orders[order.client_order_id] = WorkingOrder(
                     side, ticks, float(order.leaves_qty), order.ts_last, state=WORKING if order.is_open else PENDING
                 )
+        self.costs = self.action_cost * actions  # one product: per-order products summed would round differently
         if orders:
             self.resumed = {"inventory": self.inventory, "cash": self.cash, "orders_adopted": len(self.orders)}
             self.log.warning(
