@@ -22,6 +22,7 @@ import torch
 
 from models.fallback import DEFAULT_P_MOVE, fallback_probs
 from models.features import FEATURE_NAMES
+from models.kernel import BatchInvariantNet
 
 _SPREAD_COL = FEATURE_NAMES.index("spread_bps")
 
@@ -70,6 +71,10 @@ class LoadedModel:
     class_moves_bps: np.ndarray
     horizon_s: float | None
     meta: dict
+    # FlashMM's own exported models are evaluated batch-invariantly (models/kernel.py), so that a
+    # backtest's batched scoring equals the live node's row by row; any other TorchScript module is
+    # called one row at a time on both paths.
+    kernel: BatchInvariantNet | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> LoadedModel:
@@ -87,6 +92,8 @@ class LoadedModel:
         try:
             module = torch.jit.load(str(model_path), map_location="cpu")
             module.eval()
+            for parameter in module.parameters():  # inference only: a module saved with trainable
+                parameter.requires_grad_(False)  # weights would otherwise fail under inference_mode
             probe = module(torch.zeros(1, len(FEATURE_NAMES), dtype=torch.float32))
         except Exception as exc:  # torch raises many types for a corrupt file
             raise ModelError(f"{model_path} cannot be loaded as a TorchScript model: {exc}") from None
@@ -98,11 +105,20 @@ class LoadedModel:
             raise ModelError(f"{meta_path} gives no label.class_mean_move_bps (the mean move of each class)")
         horizon = label.get("horizon_s")
         return cls(str(meta.get("model_id", path.name)), module, np.asarray(moves, float),
-                   float(horizon) if horizon is not None else None, meta)
+                   float(horizon) if horizon is not None else None, meta, BatchInvariantNet.from_module(module))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities of one feature row."""
+        if self.kernel is not None:
+            return self.kernel.probs(self.kernel.logits(x.reshape(1, -1))[0])
         with torch.inference_mode():
             return self.module(torch.from_numpy(x.astype(np.float32).reshape(1, -1)))[0].numpy().astype(float)
+
+    def predict_many(self, x: np.ndarray) -> list[np.ndarray]:
+        """`predict` of each row of [N, F], bit for bit, in one pass where the model allows it."""
+        if self.kernel is None:
+            return [self.predict(row) for row in x]
+        return [self.kernel.probs(row) for row in self.kernel.logits(x)]
 
 
 @dataclass
@@ -172,14 +188,25 @@ class SignalEngine:
         if self.log is not None:
             self.log.warning(f"signal model out ({reason}): {detail}; fallback until retry")
 
-    def evaluate(self, x: np.ndarray, now_ns: int) -> SignalOutput:
+    def ready(self, now_ns: int) -> LoadedModel | None:
+        """The model, loading it first where `evaluate` at `now_ns` would: on the first book batch,
+        or on a retry after the cooldown. None while there is none."""
         if self.model is None and self.model_dir is not None and now_ns >= self.open_until_ns:
-            self._try_load(now_ns)  # first book batch, or a retry after the cooldown
-        model = self.model
+            self._try_load(now_ns)
+        return self.model
+
+    def evaluate(self, x: np.ndarray, now_ns: int, precomputed: tuple[np.ndarray, float] | None = None) -> SignalOutput:
+        """The signal of one feature row. `precomputed` is (the model's probabilities for `x`, the
+        inference time to count), from a batched `LoadedModel.predict_many` of the loaded model:
+        used in its place only where the model would be called."""
+        model = self.ready(now_ns)
         if model is not None and now_ns >= self.open_until_ns:
-            t0 = time.perf_counter_ns()
-            probs = model.predict(x)
-            latency_us = (time.perf_counter_ns() - t0) / 1_000
+            if precomputed is None:
+                t0 = time.perf_counter_ns()
+                probs = model.predict(x)
+                latency_us = (time.perf_counter_ns() - t0) / 1_000
+            else:
+                probs, latency_us = precomputed
             if self.simulated_latency_us is not None:
                 latency_us = self.simulated_latency_us
             self.latencies_us.append(latency_us)
