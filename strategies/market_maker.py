@@ -44,7 +44,7 @@ from strategies.quoting import (
     match_ladder,
     signal_fair,
 )
-from strategies.signal import NEUTRAL, ModelSignal, NoSignal, Signal, SignalSource, effective_signal
+from strategies.signal import NEUTRAL, ModelSignal, NoSignal, Signal, SignalSource, clamped, is_current
 
 PENDING, WORKING, CANCELLING = "pending", "working", "cancelling"
 # A signal's spread scale must move this much before the ladder is rebuilt for it: a model's
@@ -108,7 +108,7 @@ class MarketMaker(Strategy):
         self.last_quote_fair = 0.0
         self.last_spread_scale = 1.0
         self.last_signal_shape = NEUTRAL.shape()
-        self._effective: tuple = (-1, None, NEUTRAL)  # (time, raw signal, the effective signal then)
+        self._effective: tuple = (None, NEUTRAL)  # (raw signal, its clamped form)
         self.dirty = True  # the ladder must be rebuilt at the next opportunity
         self.max_age_ns = int(config.max_order_age_secs * NS)
         self.actions: deque[int] = deque()  # timestamps of submits/cancels, for the rate cap
@@ -210,16 +210,17 @@ class MarketMaker(Strategy):
         return any(now - o.ts_submitted > self.max_age_ns for o in self.orders.values())
 
     def _signal(self, now: int) -> Signal:
+        """`effective_signal` of the source's latest signal; its clamping is done once per signal
+        (the book batches and timer ticks between two signals only check its age)."""
         raw = self.signal_source.latest(now)
+        if raw is None or not is_current(raw, now, self.cfg.signal_max_age_ms):
+            return NEUTRAL
         memo = self._effective
-        if memo[0] == now and memo[1] is raw:  # the requote check and the requote of one instant
-            return memo[2]
-        signal = effective_signal(
-            raw, now, self.cfg.signal_max_age_ms, self.cfg.signal_max_shift_bps,
-            self.cfg.signal_min_spread_scale, self.cfg.signal_max_spread_scale, self.cfg.signal_max_widen_bps,
-        )
-        self._effective = (now, raw, signal)
-        return signal
+        if memo[0] is not raw:
+            cfg = self.cfg
+            memo = self._effective = (raw, clamped(raw, cfg.signal_max_shift_bps, cfg.signal_min_spread_scale,
+                                                   cfg.signal_max_spread_scale, cfg.signal_max_widen_bps))
+        return memo[1]
 
     def _top(self) -> Top | None:
         book = self.book

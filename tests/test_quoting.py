@@ -233,3 +233,30 @@ def test_hysteresis_keeps_a_ladder_that_lags_one_tick_but_moves_one_that_is_too_
     assert sorted(keep) == [1, 2] and [q.price_ticks for q in send] == [3997]
     keep, send = match_ladder(ladder(4001), resting, 0, 0.0)  # no hysteresis: exact matches only
     assert sorted(keep) == [0, 1] and [q.price_ticks for q in send] == [4001]
+
+
+def test_the_strategy_quotes_on_its_latest_signal_only_while_it_is_current():
+    """The strategy clamps each signal once and then only checks its age, book batch by book batch:
+    a stale or future signal is neutral, and a new signal replaces the clamped one."""
+    from strategies.market_maker import MarketMaker
+
+    cfg = MarketMakerConfig(instrument_id="SEI/USDC.SEI", signal_max_age_ms=1000, signal_max_shift_bps=5.0)
+    strategy = MarketMaker(cfg)
+
+    class Latest:
+        signal: Signal | None = None
+
+        def latest(self, ts_ns):
+            return self.signal
+
+    source = strategy.signal_source = Latest()
+    t = 10_000_000_000
+    assert strategy._signal(t) is NEUTRAL
+    source.signal = Signal(ts_ns=t, fair_shift_bps=50.0)
+    first = strategy._signal(t)
+    assert first.fair_shift_bps == 5.0
+    assert strategy._signal(t + 1_000_000_000) is first  # at the age limit: still current
+    assert strategy._signal(t + 1_000_000_001) is NEUTRAL  # older: neutral
+    assert strategy._signal(t - 1) is NEUTRAL  # from the future
+    source.signal = Signal(ts_ns=t + 2_000_000_000, fair_shift_bps=-2.0)
+    assert strategy._signal(t + 2_000_000_000).fair_shift_bps == -2.0
