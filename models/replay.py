@@ -20,13 +20,12 @@ from collections import deque
 import numpy as np
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.book import OrderBook
 from nautilus_trader.model.data import DataType, OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import BookType
 from nautilus_trader.model.identifiers import InstrumentId
 
 from data.catalog import merge_stream
-from models.features import OnlineFeatures
+from models.features import BookLevels, OnlineFeatures
 from models.runtime import SignalEngine
 from models.signal_data import SignalData
 
@@ -38,7 +37,7 @@ class SignalPrecompute:
         self.instrument_id = instrument_id
         self.engine = engine
         self.features = OnlineFeatures()
-        self.book = OrderBook(instrument_id, BookType.L2_MBP)
+        self.book = BookLevels()  # the features' top levels, without copying a deep book per batch
 
     def chunk(self, batches: list[OrderBookDeltas], trades: list[TradeTick]) -> list[SignalData | None]:
         """One entry per book batch, in order: its signal, or None where the book gave no row."""

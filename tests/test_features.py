@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nautilus_trader.model.book import OrderBook
 from nautilus_trader.model.data import BookOrder, OrderBookDelta, OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import AggressorSide, BookAction, BookType
@@ -347,3 +349,69 @@ def test_online_matches_offline_on_the_real_tape():
     np.testing.assert_array_equal(off["ts"].to_numpy(), ts)
     np.testing.assert_array_equal(off["mid"].to_numpy(), mids)
     assert np.abs(off[FEATURE_NAMES].to_numpy() - online).max() <= 1e-9
+
+
+def nt_top(book: OrderBook, n: int) -> tuple[list, list]:
+    return ([(level.price.as_double(), level.size()) for level in book.bids()[:n]],
+            [(level.price.as_double(), level.size()) for level in book.asks()[:n]])
+
+
+@pytest.mark.parametrize("catalog, seconds", [(SAMPLE, 20 * 60), (REAL, 60)])
+def test_book_levels_hold_nautilus_traders_top_levels_on_every_batch_of_a_real_book(catalog, seconds):
+    """The features' own level book (so a deep book is not copied per batch) against
+    NautilusTrader's L2 book, batch by batch, on the sample and on the deep real ETHUSDT book."""
+    from models.features import BookLevels
+
+    tape = open_tape(catalog)
+    book, levels = OrderBook(tape.instrument.id, BookType.L2_MBP), BookLevels()
+    batches = 0
+    for chunk in tape.chunks(None, tape.start_ns + seconds * S):
+        for item in chunk:
+            if isinstance(item, OrderBookDeltas):
+                book.apply_deltas(item)
+                levels.apply_deltas(item)
+                assert levels.top(10) == nt_top(book, 10), item.ts_init
+                batches += 1
+    assert batches > 1000
+    assert levels.top(100_000) == nt_top(book, 100_000)  # the whole book, to its last level
+    assert len(levels.top(100_000)[0]) > (1000 if catalog == REAL else 10)
+
+
+_PRICES = [f"{p / 100:.2f}" for p in range(100, 116)]
+
+
+@st.composite
+def delta_streams(draw):
+    """Batches of random deltas over a few prices: adds and updates at new and existing levels,
+    deletes of present and absent ones, clears, a side left empty or crossing the other."""
+    from nautilus_trader.model.enums import OrderSide
+    from nautilus_trader.model.identifiers import InstrumentId
+    from nautilus_trader.model.objects import Price
+
+    iid = InstrumentId.from_str("ETH/USDT.BINANCE")
+    actions = [BookAction.ADD, BookAction.UPDATE, BookAction.DELETE, BookAction.CLEAR]
+    batches = []
+    for _ in range(draw(st.integers(1, 12))):
+        deltas = []
+        for _ in range(draw(st.integers(1, 8))):
+            action = draw(st.sampled_from(actions))
+            side = draw(st.sampled_from([OrderSide.BUY, OrderSide.SELL]))
+            size = "0" if action in (BookAction.DELETE, BookAction.CLEAR) else str(draw(st.integers(1, 50)))
+            order = BookOrder(side, Price.from_str(draw(st.sampled_from(_PRICES))), Quantity.from_str(size), 0)
+            deltas.append(OrderBookDelta(iid, action, order, 0, 0, 0, 0))
+        batches.append(OrderBookDeltas(iid, deltas))
+    return iid, batches
+
+
+@settings(max_examples=300, deadline=None)
+@given(delta_streams())
+def test_book_levels_apply_deltas_as_nautilus_traders_l2_book_does(stream):
+    from models.features import BookLevels
+
+    iid, batches = stream
+    book, levels = OrderBook(iid, BookType.L2_MBP), BookLevels()
+    for batch in batches:
+        book.apply_deltas(batch)
+        levels.apply_deltas(batch)
+        assert levels.top(3) == nt_top(book, 3)
+        assert levels.top(100) == nt_top(book, 100)
