@@ -22,7 +22,6 @@ Features at a row use nothing after that row.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable
 from itertools import accumulate
@@ -31,10 +30,11 @@ import numpy as np
 import pandas as pd
 from nautilus_trader.model.book import OrderBook
 from nautilus_trader.model.data import OrderBookDeltas, TradeTick
-from nautilus_trader.model.enums import AggressorSide, BookAction, OrderSide
+from nautilus_trader.model.enums import AggressorSide
 from nautilus_trader.model.identifiers import InstrumentId
 
 from data.catalog import Tape
+from data.levels import BookLevels
 
 WINDOWS_S = (1.0, 5.0, 30.0)  # seconds, the markout horizons the report uses
 IMBALANCE_LEVELS = (1, 3, 5, 10)
@@ -152,70 +152,18 @@ class _Observer:
         return out
 
 
-def _depths(levels: list[tuple[float, float]]) -> list[float]:
-    """Cumulative size over the top levels; a thinner book counts all it has at every depth."""
-    depth = list(accumulate([size for _, size in levels]))
+def _depths(levels: list[tuple]) -> list[float]:
+    """Cumulative size over the top levels ((price, size, ...) each); a thinner book counts all it
+    has at every depth."""
+    depth = list(accumulate([level[1] for level in levels]))
     return depth + [depth[-1]] * (_MAX_LEVELS - len(depth))
 
 
 def _top_levels(book: OrderBook) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """(price, size) of a NautilusTrader book's top levels, best first. `bids()` copies every level
-    of the side: on a deep book keep a `BookLevels` instead."""
+    of the side: on a deep book keep a `data.levels.BookLevels` instead."""
     return ([(level.price.as_double(), level.size()) for level in book.bids()[:_MAX_LEVELS]],
             [(level.price.as_double(), level.size()) for level in book.asks()[:_MAX_LEVELS]])
-
-
-_CLEAR, _DELETE = BookAction.CLEAR, BookAction.DELETE
-_BUY, _SELL = OrderSide.BUY, OrderSide.SELL
-
-
-class BookLevels:
-    """An L2 book kept from its deltas for what the features read: its top levels.
-
-    NautilusTrader's `OrderBook.bids()` copies every level of a side on each call; on the real
-    ETHUSDT tape (3,000 levels a side) the features' two copies cost ~2.5 ms a book batch, four
-    times the rest of a backtest. Here each side is a dict (raw price -> (price, size)) with its
-    raw prices kept sorted best first, updated delta by delta as NautilusTrader's L2_MBP book
-    applies them: ADD and UPDATE set a level's size (a delta's size is always positive), DELETE
-    removes the level, CLEAR empties both sides, a delta without a side changes nothing.
-    tests/test_features.py checks it against NautilusTrader's book on every batch of both bundled
-    tapes and on random delta streams.
-    """
-
-    def __init__(self) -> None:
-        self._levels: dict = {_BUY: {}, _SELL: {}}  # side -> raw price -> (price, size)
-        self._keys: dict = {_BUY: [], _SELL: []}  # side -> sort keys, best first: -raw bids, raw asks
-
-    def apply_deltas(self, deltas: OrderBookDeltas) -> None:
-        all_levels, all_keys = self._levels, self._keys
-        for delta in deltas.deltas:
-            action = delta.action
-            if action == _CLEAR:
-                for side in (_BUY, _SELL):
-                    all_levels[side].clear()
-                    all_keys[side].clear()
-                continue
-            order = delta.order
-            side = order.side
-            levels = all_levels.get(side)
-            if levels is None:
-                continue
-            price = order.price
-            raw = price.raw
-            key = -raw if side == _BUY else raw
-            if action == _DELETE:
-                if levels.pop(raw, None) is not None:
-                    keys = all_keys[side]
-                    del keys[bisect_left(keys, key)]
-            else:
-                if raw not in levels:
-                    insort(all_keys[side], key)
-                levels[raw] = (price.as_double(), order.size.as_double())
-
-    def top(self, n: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-        """(price, size) of the top `n` levels of each side, best first."""
-        bids, asks = self._levels[_BUY], self._levels[_SELL]
-        return [bids[-k] for k in self._keys[_BUY][:n]], [asks[k] for k in self._keys[_SELL][:n]]
 
 
 def _quantise(increments: tuple) -> tuple[int, int, int, int, int]:

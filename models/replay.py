@@ -25,7 +25,8 @@ from nautilus_trader.model.enums import BookType
 from nautilus_trader.model.identifiers import InstrumentId
 
 from data.catalog import merge_stream
-from models.features import BookLevels, OnlineFeatures
+from data.levels import BookLevels
+from models.features import OnlineFeatures
 from models.runtime import SignalEngine
 from models.signal_data import SignalData
 

@@ -352,15 +352,17 @@ def test_online_matches_offline_on_the_real_tape():
 
 
 def nt_top(book: OrderBook, n: int) -> tuple[list, list]:
-    return ([(level.price.as_double(), level.size()) for level in book.bids()[:n]],
-            [(level.price.as_double(), level.size()) for level in book.asks()[:n]])
+    """(price, size, raw size) of NautilusTrader's top levels (one order a level in an L2 book)."""
+    def side(levels):
+        return [(level.price.as_double(), level.size(), sum(o.size.raw for o in level.orders())) for level in levels]
+    return side(book.bids()[:n]), side(book.asks()[:n])
 
 
 @pytest.mark.parametrize("catalog, seconds", [(SAMPLE, 20 * 60), (REAL, 60)])
 def test_book_levels_hold_nautilus_traders_top_levels_on_every_batch_of_a_real_book(catalog, seconds):
     """The features' own level book (so a deep book is not copied per batch) against
     NautilusTrader's L2 book, batch by batch, on the sample and on the deep real ETHUSDT book."""
-    from models.features import BookLevels
+    from data.levels import BookLevels
 
     tape = open_tape(catalog)
     book, levels = OrderBook(tape.instrument.id, BookType.L2_MBP), BookLevels()
@@ -370,10 +372,10 @@ def test_book_levels_hold_nautilus_traders_top_levels_on_every_batch_of_a_real_b
             if isinstance(item, OrderBookDeltas):
                 book.apply_deltas(item)
                 levels.apply_deltas(item)
-                assert levels.top(10) == nt_top(book, 10), item.ts_init
+                assert (levels.top(10)) == nt_top(book, 10), item.ts_init
                 batches += 1
     assert batches > 1000
-    assert levels.top(100_000) == nt_top(book, 100_000)  # the whole book, to its last level
+    assert (levels.top(100_000)) == nt_top(book, 100_000)  # the whole book, to its last level
     assert len(levels.top(100_000)[0]) > (1000 if catalog == REAL else 10)
 
 
@@ -406,12 +408,12 @@ def delta_streams(draw):
 @settings(max_examples=300, deadline=None)
 @given(delta_streams())
 def test_book_levels_apply_deltas_as_nautilus_traders_l2_book_does(stream):
-    from models.features import BookLevels
+    from data.levels import BookLevels
 
     iid, batches = stream
     book, levels = OrderBook(iid, BookType.L2_MBP), BookLevels()
     for batch in batches:
         book.apply_deltas(batch)
         levels.apply_deltas(batch)
-        assert levels.top(3) == nt_top(book, 3)
-        assert levels.top(100) == nt_top(book, 100)
+        assert (levels.top(3)) == nt_top(book, 3)
+        assert (levels.top(100)) == nt_top(book, 100)

@@ -3,7 +3,8 @@
 Two hooks of the pinned engine do the work:
 
 - `QueueFillModule` (a `SimulationModule`) sees every data point before the exchange does. It keeps
-  a private copy of the venue's L2 book, follows our live orders' queue positions (`QueueBook`),
+  a private copy of the venue's L2 book (a `BookLevels`: a level's size is one lookup, however
+  deep the book), follows our live orders' queue positions (`QueueBook`),
   and fills them through `OrderMatchingEngine.fill_order(..., MAKER)` at their own price.
 - `QueueFillModel` (a `FillModel`) answers the engine's own limit-order matching for the orders the
   module tracks with an empty book, so the engine never fills them a second time from liquidity the
@@ -20,7 +21,7 @@ from nautilus_trader.backtest.modules import SimulationModule
 from nautilus_trader.config import SimulationModuleConfig
 from nautilus_trader.model.book import OrderBook
 from nautilus_trader.model.data import OrderBookDeltas, TradeTick
-from nautilus_trader.model.enums import AggressorSide, BookAction, BookType, LiquiditySide, OrderSide
+from nautilus_trader.model.enums import AggressorSide, BookType, LiquiditySide, OrderSide
 from nautilus_trader.model.events import (
     OrderAccepted,
     OrderCanceled,
@@ -34,8 +35,8 @@ from nautilus_trader.model.objects import Quantity
 
 from backtests.fills.queue_book import QueueBook
 from backtests.fills.queue_models import QueueModel
+from data.levels import BookLevels
 
-_DELETE, _CLEAR = BookAction.DELETE, BookAction.CLEAR
 _CLOSING = (OrderCanceled, OrderExpired, OrderRejected)
 _BUY, _SELL = OrderSide.BUY, OrderSide.SELL
 
@@ -64,7 +65,7 @@ class QueueFillModule(SimulationModule):
         self.lot_raw = instrument.size_increment.raw
         self.lot = float(instrument.size_increment)
         self.queue = QueueBook(model)
-        self.book = OrderBook(instrument.id, BookType.L2_MBP)
+        self.book = BookLevels()
         self.live: dict = {}  # client_order_id -> Order, the orders the queue tracks
         self.stats = {"trade_fills": 0, "cross_fills": 0, "filled_lots": 0}
         self._engine = None
@@ -75,7 +76,7 @@ class QueueFillModule(SimulationModule):
 
     def reset(self) -> None:
         self.queue = QueueBook(self.queue.model)
-        self.book.clear(0, 0)
+        self.book.clear()
         self.live.clear()
 
     def _matching_engine(self):
@@ -99,28 +100,18 @@ class QueueFillModule(SimulationModule):
 
     def _on_deltas(self, deltas: OrderBookDeltas) -> None:
         levels = self.queue.levels
-        self.book.apply_deltas(deltas)
         if not self.live:
+            self.book.apply_deltas(deltas)
             return
-        if levels:
-            # A batch is one book state: each level where we rest sees only its net change. A
-            # snapshot (CLEAR, then the levels again) that re-adds a level's size changed nothing
-            # there, and must not move us to the front of the queue on the way.
-            final: dict[tuple[bool, int], int] = {}
-            # Our levels by (side, raw price), so a delta is matched without arithmetic.
-            tick = self.tick_raw
-            ours = {(_BUY if is_buy else _SELL, price * tick): (is_buy, price) for is_buy, price in levels}
-            for delta in deltas.deltas:
-                action = delta.action
-                if action == _CLEAR:
-                    final = dict.fromkeys(levels, 0)
-                    continue
-                order = delta.order
-                key = ours.get((order.side, order.price.raw))
-                if key is not None:
-                    final[key] = 0 if action == _DELETE else order.size.raw // self.lot_raw
-            for (is_buy, price), size in final.items():
-                self.queue.on_depth(is_buy, price, size)
+        # A batch is one book state: each level where we rest sees only its net change, its size
+        # once the whole batch is applied (0 where the batch deleted it). A snapshot (CLEAR, then
+        # the levels again) that re-adds a level's size changed nothing there, and must not move
+        # us to the front of the queue on the way.
+        tick = self.tick_raw
+        ours = {(_BUY if is_buy else _SELL, price * tick): (is_buy, price) for is_buy, price in levels}
+        for is_buy, price in self.book.apply_deltas(deltas, ours):
+            level = self.book.level(_BUY if is_buy else _SELL, price * tick)
+            self.queue.on_depth(is_buy, price, 0 if level is None else level[2] // self.lot_raw)
         self._cross()
 
     def _cross(self) -> None:
@@ -131,23 +122,23 @@ class QueueFillModule(SimulationModule):
             else:
                 low = o.price if low is None or o.price < low else low
         if top is not None:
-            best_ask = self.book.best_ask_price()
-            if best_ask is not None and best_ask.raw // self.tick_raw <= top:
-                asks = self._levels(self.book.asks(), lambda p: p <= top)
+            best_ask = self.book.best(_SELL)
+            if best_ask is not None and best_ask // self.tick_raw <= top:
+                asks = self._levels(_SELL, lambda p: p <= top)
                 self._fill(self.queue.on_cross(True, asks), "cross_fills")
         if low is not None:
-            best_bid = self.book.best_bid_price()
-            if best_bid is not None and best_bid.raw // self.tick_raw >= low:
-                bids = self._levels(self.book.bids(), lambda p: p >= low)
+            best_bid = self.book.best(_BUY)
+            if best_bid is not None and best_bid // self.tick_raw >= low:
+                bids = self._levels(_BUY, lambda p: p >= low)
                 self._fill(self.queue.on_cross(False, bids), "cross_fills")
 
-    def _levels(self, side_levels, within) -> list[tuple[int, int]]:
+    def _levels(self, side: OrderSide, within) -> list[tuple[int, int]]:
         out = []
-        for level in side_levels:
-            price = level.price.raw // self.tick_raw
+        for raw, (_, size, _) in self.book.walk(side):
+            price = raw // self.tick_raw
             if not within(price):
                 break
-            out.append((price, round(level.size() / self.lot)))
+            out.append((price, round(size / self.lot)))
         return out
 
     def _fill(self, fills: list[tuple[object, int]], kind: str) -> None:
@@ -201,14 +192,7 @@ class QueueFillModule(SimulationModule):
     def _join(self, order) -> None:
         is_buy = order.side == OrderSide.BUY
         price = order.price.raw // self.tick_raw
-        side = self.book.bids() if is_buy else self.book.asks()
-        market = 0
-        for level in side:
-            p = level.price.raw // self.tick_raw
-            if p == price:
-                market = round(level.size() / self.lot)
-                break
-            if (p < price) if is_buy else (p > price):
-                break
+        level = self.book.level(_BUY if is_buy else _SELL, price * self.tick_raw)
+        market = 0 if level is None else round(level[1] / self.lot)
         self.live[order.client_order_id] = order
         self.queue.add(order.client_order_id, is_buy, price, order.leaves_qty.raw // self.lot_raw, market)
