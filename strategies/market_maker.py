@@ -210,8 +210,9 @@ class MarketMaker(Strategy):
         return any(now - o.ts_submitted > self.max_age_ns for o in self.orders.values())
 
     def _signal(self, now: int) -> Signal:
-        """`effective_signal` of the source's latest signal; its clamping is done once per signal
-        (the book batches and timer ticks between two signals only check its age)."""
+        """The source's latest signal, clamped, while it is current; neutral otherwise. Clamping is
+        done once per signal (the book batches and timer ticks between two signals only check its
+        age)."""
         raw = self.signal_source.latest(now)
         if raw is None or not is_current(raw, now, self.cfg.signal_max_age_ms):
             return NEUTRAL

@@ -44,31 +44,16 @@ class NoSignal:
         return None
 
 
-def effective_signal(
-    signal: Signal | None,
-    now_ns: int,
-    max_age_ms: int,
-    max_shift_bps: float,
-    min_spread_scale: float,
-    max_spread_scale: float,
-    max_widen_bps: float = 10.0,
-) -> Signal:
-    """The signal to quote on: neutral when absent, stale or non-finite; otherwise clamped."""
-    if signal is None or not is_current(signal, now_ns, max_age_ms):
-        return NEUTRAL
-    return clamped(signal, max_shift_bps, min_spread_scale, max_spread_scale, max_widen_bps)
-
-
 def is_current(signal: Signal, now_ns: int, max_age_ms: int) -> bool:
-    """Not older than `max_age_ms` and not from the future: the part of `effective_signal` that
-    depends on the time."""
+    """Not older than `max_age_ms` and not from the future. The strategy quotes on a signal only
+    while it is current (otherwise neutral), and then on its `clamped` form."""
     return not (now_ns - signal.ts_ns > max_age_ms * 1_000_000 or signal.ts_ns > now_ns)
 
 
 def clamped(signal: Signal, max_shift_bps: float, min_spread_scale: float, max_spread_scale: float,
             max_widen_bps: float) -> Signal:
-    """The signal within its bounds, or neutral when it is not finite: the part of
-    `effective_signal` that depends on the signal alone."""
+    """The signal within its bounds, or neutral when it is not finite. It depends on the signal
+    alone, so the strategy computes it once per signal."""
     finite = math.isfinite  # spelled out: this runs on every new signal
     if not (finite(signal.fair_shift_bps) and finite(signal.spread_scale) and finite(signal.bid_size_scale)
             and finite(signal.ask_size_scale) and finite(signal.bid_widen_bps) and finite(signal.ask_widen_bps)):

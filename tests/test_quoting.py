@@ -19,7 +19,7 @@ from strategies.quoting import (
     match_ladder,
     quote_depths,
 )
-from strategies.signal import NEUTRAL, Signal, effective_signal
+from strategies.signal import NEUTRAL, Signal, clamped, is_current
 
 GRID = Grid(0.0001, 0.1)
 
@@ -120,17 +120,18 @@ def test_skew_leans_against_inventory(cfg, top, a, b, sigma):
 
 
 def test_signal_is_clamped_and_ignored_when_stale_or_broken():
-    kw = dict(max_age_ms=1000, max_shift_bps=5.0, min_spread_scale=0.7, max_spread_scale=1.5, max_widen_bps=8.0)
+    kw = dict(max_shift_bps=5.0, min_spread_scale=0.7, max_spread_scale=1.5, max_widen_bps=8.0)
     now = 10_000_000_000
     wild = Signal(ts_ns=now, fair_shift_bps=50.0, spread_scale=0.1, bid_size_scale=9, ask_size_scale=-1,
                   bid_widen_bps=30.0, ask_widen_bps=-4.0, fair_from_mid=True)
-    got = effective_signal(wild, now, **kw)
+    got = clamped(wild, **kw)
     assert (got.fair_shift_bps, got.spread_scale, got.bid_size_scale, got.ask_size_scale) == (5.0, 0.7, 2.0, 0.0)
-    assert (got.bid_widen_bps, got.ask_widen_bps, got.fair_from_mid) == (8.0, 0.0, True)
-    assert effective_signal(Signal(ts_ns=now, bid_widen_bps=float("inf")), now, **kw) is NEUTRAL
-    assert effective_signal(Signal(ts_ns=now - 2_000_000_000, fair_shift_bps=1.0), now, **kw) is NEUTRAL
-    assert effective_signal(Signal(ts_ns=now, fair_shift_bps=float("nan")), now, **kw) is NEUTRAL
-    assert effective_signal(None, now, **kw) is NEUTRAL
+    assert (got.bid_widen_bps, got.ask_widen_bps, got.fair_from_mid, got.ts_ns) == (8.0, 0.0, True, now)
+    assert clamped(Signal(ts_ns=now, bid_widen_bps=float("inf")), **kw) is NEUTRAL
+    assert clamped(Signal(ts_ns=now, fair_shift_bps=float("nan")), **kw) is NEUTRAL
+    assert is_current(Signal(ts_ns=now - 1_000_000_000), now, max_age_ms=1000)
+    assert not is_current(Signal(ts_ns=now - 1_000_000_001), now, max_age_ms=1000)
+    assert not is_current(Signal(ts_ns=now + 1), now, max_age_ms=1000)
 
 
 def test_signal_shifts_quotes():
