@@ -35,6 +35,7 @@ from backtests.purge import CachePurger
 from backtests.recorder import RecorderConfig, RunRecorder
 from data.catalog import Tape, iso_utc, open_tape, parse_time
 from data.instrument import currency_pair, instrument_summary
+from data.levels import ColumnFeed
 from data.venues import venue_profile
 from strategies.control import register_halt_endpoint
 from strategies.market_maker import MarketMaker
@@ -71,7 +72,12 @@ def run_backtest(
 
     venue = config.venue
     engine, instrument, queue_module = build_engine(config, tape)
-    signal_actor = _signal_actor(config, instrument.id) if strat_cfg.use_signal else None
+    # The signal's precompute and the queue-fill module replay every delta: they read them as
+    # columns from the catalog rather than from NautilusTrader's objects (data/levels.py).
+    feed = ColumnFeed()
+    if queue_module is not None:
+        queue_module.read_columns_from(feed)
+    signal_actor = _signal_actor(config, instrument.id, feed) if strat_cfg.use_signal else None
     if signal_actor is not None:
         engine.add_actor(signal_actor)  # before the strategy: a batch's signal is out before it quotes
     strategy = strategy_cls(strat_cfg)
@@ -83,8 +89,8 @@ def run_backtest(
     register_halt_endpoint(engine.kernel.msgbus, engine.kernel.risk_engine)
 
     wall0 = time.perf_counter()
-    feed = getattr(signal_actor, "feed", None)  # the precomputed signal is computed chunk by chunk
-    events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress, feed)
+    precompute = getattr(signal_actor, "feed", None)  # the precomputed signal is computed chunk by chunk
+    events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress, precompute, feed)
     wind_down(engine, strategy, latency_model(venue))
     wall = time.perf_counter() - wall0
     left_open = len(engine.cache.orders_open(strategy_id=strategy.id)) + len(
@@ -234,7 +240,7 @@ def window(config: BacktestConfig, tape: Tape) -> tuple[int, int]:
     return start_ns, end_ns
 
 
-def _signal_actor(config: BacktestConfig, instrument_id):
+def _signal_actor(config: BacktestConfig, instrument_id, feed: ColumnFeed):
     """The ML signal's actor: precomputed and replayed (`[signal] replay`, the default) or online."""
     from models.actor import SignalActor, SignalActorConfig  # torch loads only when a signal runs
     from models.replay import SignalPrecompute, SignalReplayActor, SignalReplayActorConfig
@@ -246,7 +252,7 @@ def _signal_actor(config: BacktestConfig, instrument_id):
         engine = SignalEngine(sig.model or None, sig.latency_budget_ms, sig.trip_after, int(sig.cooldown_secs * 1e9),
                               simulated)
         return SignalReplayActor(SignalReplayActorConfig(instrument_id=instrument_id),
-                                 SignalPrecompute(instrument_id, engine))
+                                 SignalPrecompute(instrument_id, engine, feed))
     return SignalActor(SignalActorConfig(
         instrument_id=instrument_id, model_dir=sig.model or None, latency_budget_ms=sig.latency_budget_ms,
         trip_after=sig.trip_after, cooldown_secs=sig.cooldown_secs, simulated_latency_us=simulated,
@@ -254,13 +260,16 @@ def _signal_actor(config: BacktestConfig, instrument_id):
 
 
 def stream(engine: BacktestEngine, tape: Tape, start_ns: int, end_ns: int, chunk_minutes: int, progress: bool,
-           before_chunk=None) -> int:
+           before_chunk=None, feed: ColumnFeed | None = None) -> int:
     """Feed the tape window into the engine chunk by chunk; `before_chunk(batches, trades)` runs
-    before the engine gets each chunk."""
+    before the engine gets each chunk, once `feed` holds the chunk's delta columns."""
     events = 0
     total_s = (end_ns - start_ns) / NS
     bar = tqdm(total=round(total_s), unit="s", desc="backtest", disable=not progress, leave=False)
-    for batches, trades in tape.parts(start_ns, end_ns, chunk_ns=chunk_minutes * 60 * NS):
+    for batches, trades, *columns in tape.parts(start_ns, end_ns, chunk_ns=chunk_minutes * 60 * NS,
+                                                columns=feed is not None):
+        if feed is not None:
+            feed.columns = columns[0]
         if before_chunk is not None:
             before_chunk(batches, trades)
         # Trades first so that, at equal timestamps, a block's prints precede its book batch
@@ -275,6 +284,8 @@ def stream(engine: BacktestEngine, tape: Tape, start_ns: int, end_ns: int, chunk
         last = max(batches[-1].ts_init if batches else 0, trades[-1].ts_init if trades else 0)
         bar.update(round((last - start_ns) / NS) - bar.n)
     bar.close()
+    if feed is not None:
+        feed.columns = None
     return events
 
 

@@ -12,21 +12,25 @@ import json
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
 from nautilus_trader.model.book import OrderBook
 from nautilus_trader.model.data import BookOrder, OrderBookDelta, OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import AggressorSide, BookAction, BookType, OrderSide, RecordFlag
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import Instrument
-from nautilus_trader.model.objects import Quantity
+from nautilus_trader.model.objects import FIXED_SCALAR, Quantity
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
 import data.instrument  # noqa: F401  (registers the SEI currency before instruments are read back)
+from data.levels import DeltaColumns
 
 META_FILE = "flashmm_catalog.json"
 F_LAST = int(RecordFlag.F_LAST)
@@ -133,16 +137,20 @@ class Tape:
     meta: dict[str, Any]
     start_ns: int
     end_ns: int
+    _delta_files: list[str] | None = field(default=None, repr=False, compare=False)
 
     def parts(
         self,
         start_ns: int | None = None,
         end_ns: int | None = None,
         chunk_ns: int = 15 * 60 * 1_000_000_000,
-    ) -> Iterator[tuple[list[OrderBookDeltas], list[TradeTick]]]:
+        columns: bool = False,
+    ) -> Iterator[tuple]:
         """Yield the tape window chunk by chunk as (book batches, trades), each in time order.
 
-        Deltas are grouped into `OrderBookDeltas` batches ending at each F_LAST delta.
+        Deltas are grouped into `OrderBookDeltas` batches ending at each F_LAST delta. With
+        `columns`, each chunk also comes with its batches' `DeltaColumns`, read from the catalog's
+        Arrow files (None for a chunk whose rows could not be matched to its batches one to one).
         """
         lo = self.start_ns if start_ns is None else max(start_ns, self.start_ns)
         hi = self.end_ns if end_ns is None else min(end_ns, self.end_ns)
@@ -159,9 +167,54 @@ class Tape:
             deltas.sort(key=_DELTA_ORDER)
             trades.sort(key=_trade_order)
             if deltas or trades or seed:
-                yield seed + batch_deltas(deltas), trades
+                batches = batch_deltas(deltas)
+                if not columns:
+                    yield seed + batches, trades
+                else:
+                    cols = self._columns(t, t_end, len(deltas), batches)
+                    if cols is not None and seed:
+                        cols.extend(DeltaColumns.of_batches(seed))
+                    yield seed + batches, trades, cols
                 seed = []
             t = t_end + 1
+
+    def _columns(self, t: int, t_end: int, n_deltas: int, batches: list[OrderBookDeltas]) -> DeltaColumns | None:
+        """The deltas stamped in [t, t_end] as columns, in the batches' order, or None unless they
+        match the batches one to one (the same count, each batch's rows ending with its F_LAST delta
+        at its time, no two deltas with the same time and sequence)."""
+        if self._delta_files is None:
+            key = str(self.instrument.id).replace("/", "")
+            files = sorted(str(f) for f in (self.path / "data" / "order_book_delta" / key).glob("*.parquet"))
+            object.__setattr__(self, "_delta_files", files)
+        if not self._delta_files or not batches:
+            return None
+        field = pads.field("ts_init")
+        table = pads.dataset(self._delta_files).to_table(
+            columns=["action", "side", "price", "size", "flags", "sequence", "ts_init"],
+            filter=(field >= t) & (field <= t_end))
+        if table.num_rows != n_deltas:
+            return None
+        ts = table.column("ts_init").to_numpy()
+        seq = table.column("sequence").to_numpy()
+        order = np.lexsort((seq, ts))
+        ts, seq = ts[order], seq[order]
+        if n_deltas > 1 and np.any((ts[1:] == ts[:-1]) & (seq[1:] == seq[:-1])):
+            return None
+        flags = table.column("flags").to_numpy()[order]
+        ends = np.flatnonzero(flags & F_LAST) + 1
+        if len(ends) != len(batches) or ends[-1] != n_deltas:
+            return None
+        if ts[ends - 1].tolist() != [batch.ts_init for batch in batches]:
+            return None
+        raws, size_raws = _raw_values(table.column("price"), order), _raw_values(table.column("size"), order)
+        cols = DeltaColumns(table.column("action").to_numpy()[order].tolist(),
+                            table.column("side").to_numpy()[order].tolist(), raws,
+                            [r / FIXED_SCALAR for r in raws], [r / FIXED_SCALAR for r in size_raws], size_raws)
+        start = 0
+        for batch, end in zip(batches, ends.tolist(), strict=True):
+            cols.place(batch, start, end)
+            start = end
+        return cols
 
     def snapshot(self, ts_ns: int) -> OrderBookDeltas:
         """The book as it stood at `ts_ns`, as one CLEAR + ADD batch stamped `ts_ns`.
@@ -198,6 +251,19 @@ _DELTA_ORDER = attrgetter("ts_init", "sequence")  # C-level key: a tape has mill
 def _trade_order(trade: TradeTick) -> tuple[int, int, float]:
     px = float(trade.price)
     return trade.ts_init, int(trade.aggressor_side), px if trade.aggressor_side == AggressorSide.BUYER else -px
+
+
+def _raw_values(column: pa.ChunkedArray, order: np.ndarray) -> list[int]:
+    """NautilusTrader's raw fixed-point values (16-byte little-endian signed integers) as Python
+    ints, in `order`. `raw / FIXED_SCALAR` is then exactly the value's `as_double()`
+    (tests/test_features.py checks every level of both tapes)."""
+    array = column.combine_chunks()
+    words = np.frombuffer(array.buffers()[1], dtype="<u8", count=2 * len(array),
+                          offset=16 * array.offset).reshape(-1, 2)[order]
+    low, high = words[:, 0], words[:, 1].view(np.int64)
+    if not high.any():
+        return low.tolist()
+    return [(h << 64) + lo for lo, h in zip(low.tolist(), high.tolist(), strict=True)]
 
 
 def batch_deltas(deltas: list[OrderBookDelta]) -> list[OrderBookDeltas]:

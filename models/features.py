@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from itertools import accumulate
 
 import numpy as np
@@ -33,8 +33,8 @@ from nautilus_trader.model.data import OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import AggressorSide
 from nautilus_trader.model.identifiers import InstrumentId
 
-from data.catalog import Tape
-from data.levels import BookLevels
+from data.catalog import Tape, merge_stream
+from data.levels import BookLevels, ColumnFeed
 
 WINDOWS_S = (1.0, 5.0, 30.0)  # seconds, the markout horizons the report uses
 IMBALANCE_LEVELS = (1, 3, 5, 10)
@@ -237,11 +237,18 @@ def offline_features(tape: Tape, start_ns: int | None = None, end_ns: int | None
     A window starting inside the tape opens with the book snapshot the tape seeds it with (a row
     stamped `start_ns - 1`), and its windows warm up afresh from there.
     """
-    return stream_features(tape.instrument.id, tape.chunks(start_ns, end_ns))
+    feed = ColumnFeed()  # the book reads each chunk's deltas as columns from the catalog
+
+    def chunks() -> Iterator[list[OrderBookDeltas | TradeTick]]:
+        for batches, trades, columns in tape.parts(start_ns, end_ns, columns=True):
+            feed.columns = columns
+            yield merge_stream(batches, trades)
+
+    return stream_features(tape.instrument.id, chunks(), feed)
 
 
 def stream_features(
-    instrument_id: InstrumentId, chunks: Iterable[list[OrderBookDeltas | TradeTick]]
+    instrument_id: InstrumentId, chunks: Iterable[list[OrderBookDeltas | TradeTick]], feed: ColumnFeed | None = None
 ) -> pd.DataFrame:
     """`offline_features` over any replay stream (chunks as `Tape.chunks` yields them).
 
@@ -251,7 +258,7 @@ def stream_features(
     sums as differences of integer cumulative sums (exact even where an int64 cumulative sum wraps
     around, since each window's own sum fits).
     """
-    book = BookLevels()
+    book = BookLevels(feed)
     observer = _Observer()
     ts: list[int] = []
     rows: list[tuple[float, float, tuple, list[float]]] = []

@@ -25,7 +25,7 @@ from nautilus_trader.model.enums import BookType
 from nautilus_trader.model.identifiers import InstrumentId
 
 from data.catalog import merge_stream
-from data.levels import BookLevels
+from data.levels import BookLevels, ColumnFeed
 from models.features import OnlineFeatures
 from models.runtime import SignalEngine
 from models.signal_data import SignalData
@@ -34,11 +34,11 @@ from models.signal_data import SignalData
 class SignalPrecompute:
     """The online actor's features and signal over a tape, fed one chunk at a time, in order."""
 
-    def __init__(self, instrument_id: InstrumentId, engine: SignalEngine) -> None:
+    def __init__(self, instrument_id: InstrumentId, engine: SignalEngine, feed: ColumnFeed | None = None) -> None:
         self.instrument_id = instrument_id
         self.engine = engine
         self.features = OnlineFeatures()
-        self.book = BookLevels()  # the features' top levels, without copying a deep book per batch
+        self.book = BookLevels(feed)  # the features' top levels, without copying a deep book per batch
 
     def chunk(self, batches: list[OrderBookDeltas], trades: list[TradeTick]) -> list[SignalData | None]:
         """One entry per book batch, in order: its signal, or None where the book gave no row."""

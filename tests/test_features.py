@@ -417,3 +417,40 @@ def test_book_levels_apply_deltas_as_nautilus_traders_l2_book_does(stream):
         levels.apply_deltas(batch)
         assert (levels.top(3)) == nt_top(book, 3)
         assert (levels.top(100)) == nt_top(book, 100)
+
+
+@pytest.mark.parametrize("catalog, start_s, seconds", [
+    (SAMPLE, 0, 20 * 60),
+    (SAMPLE, 30 * 60, 10 * 60),  # a window inside the tape: its seed snapshot comes first
+    (REAL, 0, 120),
+])
+def test_a_chunks_delta_columns_read_from_arrow_are_its_batches_deltas(catalog, start_s, seconds):
+    """What the backtest's BookLevels read instead of NautilusTrader's objects: every batch's rows,
+    price and size values (raw / FIXED_SCALAR equals as_double()) included."""
+    from data.levels import DeltaColumns
+
+    tape = open_tape(catalog)
+    lo = tape.start_ns + start_s * S
+    chunks = batches_seen = 0
+    for batches, _, cols in tape.parts(lo, lo + seconds * S, chunk_ns=5 * 60 * S if catalog == SAMPLE else 60 * S,
+                                       columns=True):
+        assert cols is not None
+        for batch in batches:
+            a, b = cols.span(batch)
+            ref = DeltaColumns.of_batches([batch])
+            for name in ("actions", "sides", "raws", "prices", "sizes", "size_raws"):
+                assert getattr(cols, name)[a:b] == getattr(ref, name), (name, batch.ts_init)
+            batches_seen += 1
+        chunks += 1
+    assert chunks >= 2 and batches_seen > 1000
+
+
+def test_a_chunk_whose_rows_do_not_match_its_batches_gets_no_columns():
+    """The guard behind the columns: a count that differs from the objects' means no columns (the
+    book then decodes the objects), never misaligned rows."""
+    tape = open_tape(SAMPLE)
+    batches, _ = next(tape.parts(tape.start_ns, tape.start_ns + 60 * S))
+    n = sum(len(b.deltas) for b in batches)
+    assert tape._columns(tape.start_ns, tape.start_ns + 60 * S, n, batches) is not None
+    assert tape._columns(tape.start_ns, tape.start_ns + 60 * S, n + 1, batches) is None
+    assert tape._columns(tape.start_ns, tape.start_ns + 60 * S, n, batches[:-1]) is None

@@ -35,7 +35,7 @@ from nautilus_trader.model.objects import Quantity
 
 from backtests.fills.queue_book import QueueBook
 from backtests.fills.queue_models import QueueModel
-from data.levels import BookLevels
+from data.levels import BookLevels, ColumnFeed
 
 _CLOSING = (OrderCanceled, OrderExpired, OrderRejected)
 _BUY, _SELL = OrderSide.BUY, OrderSide.SELL
@@ -69,6 +69,10 @@ class QueueFillModule(SimulationModule):
         self.live: dict = {}  # client_order_id -> Order, the orders the queue tracks
         self.stats = {"trade_fills": 0, "cross_fills": 0, "filled_lots": 0}
         self._engine = None
+
+    def read_columns_from(self, feed: ColumnFeed) -> None:
+        """Read each book batch's deltas from the run's columns where they are (`DeltaColumns`)."""
+        self.book.feed = feed
 
     # NautilusTrader wants these on a module
     def log_diagnostics(self, logger) -> None:
