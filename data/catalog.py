@@ -189,8 +189,8 @@ class Tape:
         if not batches:
             return None
         table = self._deltas.read(t, t_end)
-        if table.num_rows != n_deltas:
-            return None
+        if table.num_rows != n_deltas or any(table.schema.field(name).type != _RAW_TYPE for name in ("price", "size")):
+            return None  # not these batches, or values not in the 16-byte raw form read below
         ts = table.column("ts_init").to_numpy()
         seq = table.column("sequence").to_numpy()
         order = np.lexsort((seq, ts))
@@ -251,6 +251,7 @@ def _trade_order(trade: TradeTick) -> tuple[int, int, float]:
 
 
 _DELTA_COLUMNS = ["action", "side", "price", "size", "flags", "sequence", "ts_init"]
+_RAW_TYPE = pa.binary(16)  # NautilusTrader's high-precision fixed-point values, as 1.221 writes them
 
 
 class _RowGroups:
