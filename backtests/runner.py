@@ -73,8 +73,10 @@ def run_backtest(
     venue = config.venue
     engine, instrument, queue_module = build_engine(config, tape)
     # The signal's precompute and the queue-fill module replay every delta: they read them as
-    # columns from the catalog rather than from NautilusTrader's objects (data/levels.py).
-    feed = ColumnFeed()
+    # columns from the catalog rather than from NautilusTrader's objects (data/levels.py). Without
+    # either, nothing reads the columns and they are not read.
+    precomputed = strat_cfg.use_signal and config.signal.replay
+    feed = ColumnFeed() if queue_module is not None or precomputed else None
     if queue_module is not None:
         queue_module.read_columns_from(feed)
     signal_actor = _signal_actor(config, instrument.id, feed) if strat_cfg.use_signal else None
@@ -240,7 +242,7 @@ def window(config: BacktestConfig, tape: Tape) -> tuple[int, int]:
     return start_ns, end_ns
 
 
-def _signal_actor(config: BacktestConfig, instrument_id, feed: ColumnFeed):
+def _signal_actor(config: BacktestConfig, instrument_id, feed: ColumnFeed | None):
     """The ML signal's actor: precomputed and replayed (`[signal] replay`, the default) or online."""
     from models.actor import SignalActor, SignalActorConfig  # torch loads only when a signal runs
     from models.replay import SignalPrecompute, SignalReplayActor, SignalReplayActorConfig
