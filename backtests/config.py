@@ -70,6 +70,10 @@ class SignalSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     # book batch (models/replay.py: the same features, model calls and breaker as the online actor,
     # outside the engine's loop), or run the online actor inside the engine as a live node does.
     replay: bool = True
+    # With `replay`: compute the signal in a forked worker process a chunk ahead of the engine when
+    # the machine has a second core and the run may fork (not inside a sweep's pool worker); the
+    # same rows as in the run's own process (models/replay.py). false = always in the run's process.
+    worker: bool = True
 
 
 def resolve_venue(venue: VenueSection, catalog_profile: str, strategy: MarketMakerConfig) -> VenueSection:

@@ -6,12 +6,14 @@ drives the progress bar. Everything a user needs to audit the run lands in its r
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import tomli_w
@@ -39,6 +41,9 @@ from data.levels import ColumnFeed
 from data.venues import venue_profile
 from strategies.control import register_halt_endpoint
 from strategies.market_maker import MarketMaker
+
+if TYPE_CHECKING:
+    from models.replay import SignalReplayActor
 
 NS = 1_000_000_000
 
@@ -79,7 +84,7 @@ def run_backtest(
     feed = ColumnFeed() if queue_module is not None or precomputed else None
     if queue_module is not None:
         queue_module.read_columns_from(feed)
-    signal_actor = _signal_actor(config, instrument.id, feed) if strat_cfg.use_signal else None
+    signal_actor = _signal_actor(config, instrument.id) if strat_cfg.use_signal else None
     if signal_actor is not None:
         engine.add_actor(signal_actor)  # before the strategy: a batch's signal is out before it quotes
     strategy = strategy_cls(strat_cfg)
@@ -91,8 +96,20 @@ def run_backtest(
     register_halt_endpoint(engine.kernel.msgbus, engine.kernel.risk_engine)
 
     wall0 = time.perf_counter()
-    precompute = getattr(signal_actor, "feed", None)  # the precomputed signal is computed chunk by chunk
-    events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress, precompute, feed)
+    # What exists before the run (modules, the engine, the model) is not garbage: frozen, the
+    # collector stops rescanning it on every full collection (~2% of a run), and a forked signal
+    # worker does not copy its pages by touching their collector headers. Unfrozen after the run.
+    gc.freeze()
+    replay = signal_actor if precomputed else None
+    signal_worker = replay is not None and config.signal.worker and replay.start_worker()
+    try:
+        events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress, replay, feed)
+        if replay is not None:
+            replay.finish()
+    finally:
+        if replay is not None:
+            replay.abandon()
+        gc.unfreeze()
     wind_down(engine, strategy, latency_model(venue))
     wall = time.perf_counter() - wall0
     left_open = len(engine.cache.orders_open(strategy_id=strategy.id)) + len(
@@ -119,6 +136,7 @@ def run_backtest(
         "instrument": instrument_summary(instrument),
         "queue_fills": dict(queue_module.stats) if queue_module else None,
         "signal": signal_actor.engine.summary() if signal_actor else None,
+        "signal_worker": signal_worker,  # the precomputed signal came from a forked worker process
         "halted": strategy.halted,
         "trading_state": engine.kernel.risk_engine.trading_state.name,
         "halt_reason": strategy.halt_reason,
@@ -242,7 +260,7 @@ def window(config: BacktestConfig, tape: Tape) -> tuple[int, int]:
     return start_ns, end_ns
 
 
-def _signal_actor(config: BacktestConfig, instrument_id, feed: ColumnFeed | None):
+def _signal_actor(config: BacktestConfig, instrument_id):
     """The ML signal's actor: precomputed and replayed (`[signal] replay`, the default) or online."""
     from models.actor import SignalActor, SignalActorConfig  # torch loads only when a signal runs
     from models.replay import SignalPrecompute, SignalReplayActor, SignalReplayActorConfig
@@ -254,7 +272,7 @@ def _signal_actor(config: BacktestConfig, instrument_id, feed: ColumnFeed | None
         engine = SignalEngine(sig.model or None, sig.latency_budget_ms, sig.trip_after, int(sig.cooldown_secs * 1e9),
                               simulated)
         return SignalReplayActor(SignalReplayActorConfig(instrument_id=instrument_id),
-                                 SignalPrecompute(instrument_id, engine, feed))
+                                 SignalPrecompute(instrument_id, engine))
     return SignalActor(SignalActorConfig(
         instrument_id=instrument_id, model_dir=sig.model or None, latency_budget_ms=sig.latency_budget_ms,
         trip_after=sig.trip_after, cooldown_secs=sig.cooldown_secs, simulated_latency_us=simulated,
@@ -262,18 +280,26 @@ def _signal_actor(config: BacktestConfig, instrument_id, feed: ColumnFeed | None
 
 
 def stream(engine: BacktestEngine, tape: Tape, start_ns: int, end_ns: int, chunk_minutes: int, progress: bool,
-           before_chunk=None, feed: ColumnFeed | None = None) -> int:
-    """Feed the tape window into the engine chunk by chunk; `before_chunk(batches, trades)` runs
-    before the engine gets each chunk, once `feed` holds the chunk's delta columns."""
+           signal: SignalReplayActor | None = None, feed: ColumnFeed | None = None) -> int:
+    """Feed the tape window into the engine chunk by chunk. The tape is read a chunk ahead: the
+    replayed `signal` gets each chunk (`prepare`) before the engine runs the one before it, and
+    its signal (`deliver`) just before the engine gets it, once `feed` holds its delta columns."""
     events = 0
     total_s = (end_ns - start_ns) / NS
     bar = tqdm(total=round(total_s), unit="s", desc="backtest", disable=not progress, leave=False)
-    for batches, trades, *columns in tape.parts(start_ns, end_ns, chunk_ns=chunk_minutes * 60 * NS,
-                                                columns=feed is not None):
+    parts = tape.parts(start_ns, end_ns, chunk_ns=chunk_minutes * 60 * NS, columns=feed is not None)
+    ahead = next(parts, None)
+    if ahead is not None and signal is not None:
+        signal.prepare(*_chunk_parts(ahead))
+    while ahead is not None:
+        batches, trades, columns = _chunk_parts(ahead)
+        ahead = next(parts, None)
+        if ahead is not None and signal is not None:
+            signal.prepare(*_chunk_parts(ahead))
         if feed is not None:
-            feed.columns = columns[0]
-        if before_chunk is not None:
-            before_chunk(batches, trades)
+            feed.columns = columns
+        if signal is not None:
+            signal.deliver(batches)
         # Trades first so that, at equal timestamps, a block's prints precede its book batch
         # (the engine's sort is stable); the book batch must still be registered as book data.
         if trades:
@@ -289,6 +315,11 @@ def stream(engine: BacktestEngine, tape: Tape, start_ns: int, end_ns: int, chunk
     if feed is not None:
         feed.columns = None
     return events
+
+
+def _chunk_parts(part: tuple) -> tuple:
+    """(batches, trades, delta columns or None) of a `Tape.parts` item, with or without columns."""
+    return part if len(part) == 3 else (*part, None)
 
 
 def session_analytics(

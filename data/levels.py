@@ -98,11 +98,15 @@ class BookLevels:
         if span is None:
             cols = DeltaColumns.of_batches([deltas])
             span = (0, len(cols.actions))
+        return self.apply_span(cols, *span, watch=watch)
+
+    def apply_span(self, cols: DeltaColumns, start: int, end: int, watch: dict | None = None) -> dict | None:
+        """Apply the deltas in rows [start, end) of `cols` (one batch), as `apply_deltas` does."""
         actions, sides, raws, prices, sizes, size_raws = (cols.actions, cols.sides, cols.raws, cols.prices,
                                                          cols.sizes, cols.size_raws)
         all_levels, all_keys = self._levels, self._keys
         touched = None if watch is None else {}
-        for i in range(*span):
+        for i in range(start, end):
             action = actions[i]
             if action == _CLEAR:
                 for side in (_BUY, _SELL):

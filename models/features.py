@@ -74,6 +74,7 @@ DIRECTIONAL = [name for name in FEATURE_NAMES if name.split("_")[0] in ("micro",
 _MAX_LEVELS = max(*IMBALANCE_LEVELS, DEPTH_LEVELS)
 _N_STATE = len(STATE_NAMES)
 _WINDOWS_NS = tuple(round(k * NS) for k in WINDOWS_S)
+_BUYER, _SELLER = int(AggressorSide.BUYER), int(AggressorSide.SELLER)
 
 
 class _Observer:
@@ -92,13 +93,16 @@ class _Observer:
         self.last_trade_ns: int | None = None
 
     def on_trade(self, trade: TradeTick) -> None:
-        size = trade.size.as_double()
-        if trade.aggressor_side == AggressorSide.BUYER:
+        self.on_print(trade.ts_init, trade.size.as_double(), int(trade.aggressor_side))
+
+    def on_print(self, ts_ns: int, size: float, aggressor: int) -> None:
+        """A trade as plain values: its time, size and `AggressorSide` as an int."""
+        if aggressor == _BUYER:
             self.buy += size
-        elif trade.aggressor_side == AggressorSide.SELLER:
+        elif aggressor == _SELLER:
             self.sell += size
         self.count += 1
-        self.last_trade_ns = trade.ts_init
+        self.last_trade_ns = ts_ns
 
     def observe(self, ts_ns: int, book: OrderBook | BookLevels) -> tuple[float, float, tuple, list[float]] | None:
         """(mid, log mid, increments, state features) of the row, or None without a usable book.
@@ -204,6 +208,10 @@ class OnlineFeatures:
 
     def on_trade(self, trade: TradeTick) -> None:
         self._observer.on_trade(trade)
+
+    def on_print(self, ts_ns: int, size: float, aggressor: int) -> None:
+        """`on_trade` from plain values (see `_Observer.on_print`)."""
+        self._observer.on_print(ts_ns, size, aggressor)
 
     def on_book(self, ts_ns: int, book: OrderBook | BookLevels) -> np.ndarray | None:
         row = self._observer.observe(ts_ns, book)

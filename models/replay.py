@@ -10,12 +10,21 @@ sees byte for byte the signal the online actor would have sent (tests/test_signa
 The model is asked once per chunk for all its rows. That is exact because FlashMM's models are
 evaluated batch-invariantly (models/kernel.py): a row's probabilities are the same bits in a batch
 as alone, as the live node computes them. A model the kernel does not take is called row by row.
+
+On a machine with a core to spare the precompute runs in a forked worker process (`PrecomputeWorker`),
+a chunk ahead of the engine, so its cost leaves the run's wall time. It computes the same rows: the
+same code on the same plain values (`PlainChunk`), with the model the run loaded before forking.
+Only models the kernel evaluates go to a worker, so the worker never runs torch after a fork.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
+import traceback
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 from nautilus_trader.common.actor import Actor
@@ -25,50 +34,190 @@ from nautilus_trader.model.enums import BookType
 from nautilus_trader.model.identifiers import InstrumentId
 
 from data.catalog import merge_stream
-from data.levels import BookLevels, ColumnFeed
+from data.levels import BookLevels, DeltaColumns
 from models.features import OnlineFeatures
 from models.runtime import SignalEngine
 from models.signal_data import SignalData
 
 
+class PlainChunk(NamedTuple):
+    """What the precompute reads of a chunk, as plain values (no NautilusTrader object, so it can
+    go to another process): the chunk's deltas as columns and its stream in the engine's order,
+    a batch's prints first. A stream item is (TRADE, ts_init, size, aggressor side as an int) or
+    (BATCH, ts_init, first row, end row)."""
+
+    columns: tuple[list, list, list, list, list, list]  # DeltaColumns' actions .. size_raws
+    stream: list[tuple[int, int, float | int, int]]
+
+
+TRADE, BATCH = 0, 1
+
+
+def plain_chunk(batches: list[OrderBookDeltas], trades: list[TradeTick], columns: DeltaColumns | None) -> PlainChunk:
+    """A chunk's `PlainChunk`, from its batches and trades and, where the run has them, its delta
+    columns (decoded from the batches' objects otherwise)."""
+    spans = [columns.span(batch) for batch in batches] if columns is not None else None
+    if spans is None or None in spans:
+        columns = DeltaColumns.of_batches(batches)
+        spans = [columns.span(batch) for batch in batches]
+    span_of = {id(batch): span for batch, span in zip(batches, spans, strict=True)}
+    stream = []
+    for item in merge_stream(batches, trades):
+        if isinstance(item, TradeTick):
+            stream.append((TRADE, item.ts_init, item.size.as_double(), int(item.aggressor_side)))
+        else:
+            stream.append((BATCH, item.ts_init, *span_of[id(item)]))
+    cols = (columns.actions, columns.sides, columns.raws, columns.prices, columns.sizes, columns.size_raws)
+    return PlainChunk(cols, stream)
+
+
 class SignalPrecompute:
     """The online actor's features and signal over a tape, fed one chunk at a time, in order."""
 
-    def __init__(self, instrument_id: InstrumentId, engine: SignalEngine, feed: ColumnFeed | None = None) -> None:
+    def __init__(self, instrument_id: InstrumentId, engine: SignalEngine) -> None:
         self.instrument_id = instrument_id
         self.engine = engine
         self.features = OnlineFeatures()
-        self.book = BookLevels(feed)  # the features' top levels, without copying a deep book per batch
+        self.book = BookLevels()  # the features' top levels, without copying a deep book per batch
 
-    def chunk(self, batches: list[OrderBookDeltas], trades: list[TradeTick]) -> list[SignalData | None]:
-        """One entry per book batch, in order: its signal, or None where the book gave no row."""
-        rows: list[tuple[OrderBookDeltas, np.ndarray | None]] = []
-        for item in merge_stream(batches, trades):  # the engine's order: a batch's prints first
-            if isinstance(item, TradeTick):
-                self.features.on_trade(item)
+    def rows(self, chunk: PlainChunk) -> list[tuple | None]:
+        """One entry per book batch of the chunk, in order: its signal's values (`SignalData`'s
+        fields up to `fallback`), or None where the book gave no row."""
+        cols = DeltaColumns(*chunk.columns)
+        features, book = self.features, self.book
+        rows: list[tuple[int, np.ndarray | None]] = []
+        for kind, ts, a, b in chunk.stream:
+            if kind == TRADE:
+                features.on_print(ts, a, b)
                 continue
-            self.book.apply_deltas(item)
-            rows.append((item, self.features.on_book(item.ts_init, self.book)))
-        scored = [(batch, x) for batch, x in rows if x is not None]
+            book.apply_span(cols, a, b)
+            rows.append((ts, features.on_book(ts, book)))
+        scored = [x for _, x in rows if x is not None]
         if not scored:
             return [None] * len(rows)
         # The model is asked once for the whole chunk (loaded first where the first row would
         # load it); each row then goes through the engine's breaker and fallback in order.
-        model = self.engine.ready(scored[0][0].ts_init)
+        model = self.engine.ready(next(ts for ts, x in rows if x is not None))
         precomputed = iter(())
         if model is not None:
             t0 = time.perf_counter_ns()
-            probs = model.predict_many(np.vstack([x for _, x in scored]))
+            probs = model.predict_many(np.vstack(scored))
             each_us = (time.perf_counter_ns() - t0) / 1_000 / len(scored)  # measured, spread over the rows
             precomputed = iter([(p, each_us) for p in probs])
-        out: list[SignalData | None] = []
-        for batch, x in rows:
+        out: list[tuple | None] = []
+        for ts, x in rows:
             if x is None:
                 out.append(None)
                 continue
-            output = self.engine.evaluate(x, batch.ts_init, next(precomputed, None))
-            out.append(SignalData.from_output(self.instrument_id, output, batch))
+            o = self.engine.evaluate(x, ts, next(precomputed, None))
+            p = o.probs
+            out.append((float(p[0]), float(p[1]), float(p[2]), o.expected_move_bps, o.confidence, o.horizon_s,
+                        o.model_id, o.latency_us, o.fallback))
         return out
+
+
+class _LogLines:
+    """The worker's stand-in for a logger: its lines go back to the run's log with the next chunk."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def warning(self, message: str) -> None:
+        self.lines.append(("warning", message))
+
+
+def _serve(precompute: SignalPrecompute, conn) -> None:
+    """The worker process: chunks in, rows out, until the run closes the pipe or sends None."""
+    log = precompute.engine.log = _LogLines()
+    try:
+        while (chunk := conn.recv()) is not None:
+            rows = precompute.rows(chunk)
+            conn.send(("rows", rows, log.lines))
+            log.lines = []
+        engine = precompute.engine
+        conn.send(("done", engine.stats, engine.latencies_us, engine.open_until_ns, engine.slow_streak))
+    except EOFError:
+        pass  # the run went away
+    except BaseException:  # the run must hear why, whatever it was
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+class PrecomputeWorker:
+    """A `SignalPrecompute` in a forked process, working a chunk ahead of the engine on the other
+    core: the run sends it chunk k+1 before the engine runs chunk k, and collects its rows just
+    before the engine needs them. The rows are what the precompute computes in the run's own
+    process (the same code on the same values, and a forked copy of the same loaded model)."""
+
+    def __init__(self, precompute: SignalPrecompute) -> None:
+        context = multiprocessing.get_context("fork")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(precompute, child), name="flashmm-signal", daemon=True)
+        self._process.start()
+        child.close()
+        self._engine = precompute.engine
+        self._sent = 0
+
+    def submit(self, chunk: PlainChunk) -> None:
+        try:
+            self._conn.send(chunk)
+        except OSError as exc:  # BrokenPipeError: nobody reads the other end any more
+            raise self._died() from exc
+        self._sent += 1
+
+    def collect(self) -> list[tuple | None]:
+        """The rows of the oldest chunk submitted and not yet collected."""
+        if self._sent == 0:
+            raise RuntimeError("signal worker: no chunk submitted to collect")
+        message = self._receive()
+        if message[0] != "rows":
+            raise RuntimeError(f"signal worker: expected a chunk's rows, got {message[0]!r}")
+        self._sent -= 1
+        if self._engine.log is not None:
+            for level, line in message[2]:
+                getattr(self._engine.log, level)(line)
+        return message[1]
+
+    def close(self) -> None:
+        """Stop the worker after its last chunk and take its engine's state (stats, latencies,
+        breaker) into the run's engine, whose summary the run reports."""
+        if self._sent:
+            raise RuntimeError(f"signal worker: closed with {self._sent} chunk(s) not collected")
+        self._conn.send(None)
+        _, stats, latencies, open_until_ns, slow_streak = self._receive()
+        engine = self._engine
+        engine.stats, engine.latencies_us, engine.open_until_ns, engine.slow_streak = (
+            stats, latencies, open_until_ns, slow_streak)
+        self.terminate()
+
+    def terminate(self) -> None:
+        self._conn.close()
+        self._process.join(timeout=5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+
+    def _receive(self) -> tuple:
+        try:
+            message = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            raise self._died() from exc
+        if message[0] == "error":
+            raise RuntimeError(f"signal worker failed:\n{message[1]}")
+        return message
+
+    def _died(self) -> RuntimeError:
+        self._process.join(timeout=5)
+        return RuntimeError(f"signal worker (pid {self._process.pid}) died (exit code {self._process.exitcode}) "
+                            "before sending its result")
+
+
+def can_fork_worker() -> bool:
+    """Whether a run may fork a signal worker here: a second core to run it on, fork itself, and
+    a process allowed children (a sweep's pool workers are daemons, and already fill the cores)."""
+    return ((os.cpu_count() or 1) >= 2 and "fork" in multiprocessing.get_all_start_methods()
+            and not multiprocessing.current_process().daemon)
 
 
 class SignalReplayActorConfig(ActorConfig, frozen=True):
@@ -77,7 +226,12 @@ class SignalReplayActorConfig(ActorConfig, frozen=True):
 
 class SignalReplayActor(Actor):
     """Publishes the precomputed signal of each book batch when the engine dispatches it: the same
-    moment, and the same position before the strategy, as the online `SignalActor`."""
+    moment, and the same position before the strategy, as the online `SignalActor`.
+
+    The run hands it each chunk twice: `prepare` as soon as the chunk is read from the tape (a
+    chunk ahead of the engine), `deliver` just before the engine gets it. With a worker
+    (`start_worker`) the signal is computed in the worker between the two; without, at `deliver`.
+    """
 
     def __init__(self, config: SignalReplayActorConfig, precompute: SignalPrecompute) -> None:
         super().__init__(config)
@@ -85,10 +239,45 @@ class SignalReplayActor(Actor):
         self.engine = precompute.engine  # its stats are the run's signal summary
         self.pending: deque[SignalData | None] = deque()
         self.data_type = DataType(SignalData)
+        self.worker: PrecomputeWorker | None = None
+        self._prepared: deque[PlainChunk] = deque()
 
-    def feed(self, batches: list[OrderBookDeltas], trades: list[TradeTick]) -> None:
-        """Compute the next chunk's signal; call it just before the engine gets that chunk."""
-        self.pending.extend(self.precompute.chunk(batches, trades))
+    def start_worker(self) -> bool:
+        """Compute the signal in a forked worker, if the model is one the worker can run without
+        torch (FlashMM's exported models: models/kernel.py) and this process may fork one.
+        Returns whether it did; otherwise the signal is computed in this process."""
+        if self.worker is None and can_fork_worker() and self.engine.preload() and self.engine.model.kernel:
+            self.worker = PrecomputeWorker(self.precompute)
+        return self.worker is not None
+
+    def prepare(self, batches: list[OrderBookDeltas], trades: list[TradeTick], columns: DeltaColumns | None) -> None:
+        """A chunk read from the tape, in tape order, ahead of the engine."""
+        chunk = plain_chunk(batches, trades, columns)
+        if self.worker is not None:
+            self.worker.submit(chunk)
+        else:
+            self._prepared.append(chunk)
+
+    def deliver(self, batches: list[OrderBookDeltas]) -> None:
+        """The oldest prepared chunk's signal, ready for the engine's run of `batches`."""
+        rows = self.worker.collect() if self.worker is not None else self.precompute.rows(self._prepared.popleft())
+        if len(rows) != len(batches):
+            raise RuntimeError(f"precomputed {len(rows)} signals for a chunk of {len(batches)} book batches")
+        iid = self.precompute.instrument_id
+        self.pending.extend(None if row is None else SignalData(iid, *row, batch.ts_event, batch.ts_init)
+                            for row, batch in zip(rows, batches, strict=True))
+
+    def finish(self) -> None:
+        """The tape has ended: stop the worker, taking its engine's state into `engine`."""
+        if self.worker is not None:
+            worker, self.worker = self.worker, None
+            worker.close()
+
+    def abandon(self) -> None:
+        """The run failed: stop the worker without waiting for its state."""
+        if self.worker is not None:
+            worker, self.worker = self.worker, None
+            worker.terminate()
 
     def on_start(self) -> None:
         self.engine.log = self.log

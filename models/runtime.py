@@ -188,6 +188,18 @@ class SignalEngine:
         if self.log is not None:
             self.log.warning(f"signal model out ({reason}): {detail}; fallback until retry")
 
+    def preload(self) -> bool:
+        """Load the model now, if it loads: what `ready` would load at the first book batch. A model
+        that does not load changes nothing here (`ready` then fails and trips at that batch, on its
+        clock). Returns whether the model is loaded."""
+        if self.model is None and self.model_dir is not None:
+            try:
+                spec, model = FallbackSpec.from_meta(read_meta(self.model_dir)), LoadedModel.load(self.model_dir)
+            except (ModelError, TypeError, ValueError):
+                return False
+            self.fallback_spec, self.model = spec, model
+        return self.model is not None
+
     def ready(self, now_ns: int) -> LoadedModel | None:
         """The model, loading it first where `evaluate` at `now_ns` would: on the first book batch,
         or on a retry after the cooldown. None while there is none."""

@@ -7,23 +7,34 @@ engine (same features, model calls, fallback and breaker), so the runs are the s
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
 from pathlib import Path
 
 import pytest
+from nautilus_trader.model.identifiers import InstrumentId
 
 from backtests.config import load_config
 from backtests.runner import run_backtest
+from models.replay import PlainChunk, PrecomputeWorker, SignalPrecompute, can_fork_worker
+from models.runtime import SignalEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = ("signal.parquet", "fills.parquet", "orders.parquet", "quotes.parquet", "equity.parquet")
 
 
-def both_ways(tmp_path: Path, config: Path, overrides: dict) -> dict[str, Path]:
+WAYS = {"worker": {"signal.replay": True, "signal.worker": True},  # precomputed in a forked process
+        "inline": {"signal.replay": True, "signal.worker": False},  # precomputed in the run's process
+        "online": {"signal.replay": False}}  # the online actor inside the engine, as a live node
+
+
+def every_way(tmp_path: Path, config: Path, overrides: dict) -> dict[str, Path]:
     runs = {}
-    for replay in (True, False):
-        cfg = load_config(config, {**overrides, "strategy.use_signal": True, "signal.replay": replay,
+    for name, way in WAYS.items():
+        cfg = load_config(config, {**overrides, **way, "strategy.use_signal": True,
                                    "run.chunk_minutes": 2})  # several chunks: the precompute's state carries over
-        runs["replay" if replay else "online"] = run_backtest(cfg, out=tmp_path / str(replay)).run_dir
+        runs[name] = run_backtest(cfg, out=tmp_path / name).run_dir
     return runs
 
 
@@ -39,9 +50,73 @@ def metrics_of(run_dir: Path) -> dict:
                                               "signal.model": str(ROOT / "models/artifacts/ethusdt")}),
 ])
 def test_replayed_signal_is_the_online_signal(tmp_path, config, window):
-    runs = both_ways(tmp_path, ROOT / config, window)
-    for name in FILES:
-        assert (runs["replay"] / name).read_bytes() == (runs["online"] / name).read_bytes(), name
-    replay, online = metrics_of(runs["replay"]), metrics_of(runs["online"])
-    assert replay == online
-    assert replay["signal"]["model_blocks"] > 500 and replay["fill_count"] > 0
+    runs = every_way(tmp_path, ROOT / config, window)
+    for way in ("worker", "inline"):
+        for name in FILES:
+            assert (runs[way] / name).read_bytes() == (runs["online"] / name).read_bytes(), (way, name)
+    metrics = {way: metrics_of(run) for way, run in runs.items()}
+    assert [metrics[way].pop("signal_worker") for way in WAYS] == [True, False, False]
+    assert metrics["worker"] == metrics["inline"] == metrics["online"]  # the signal summary included
+    assert metrics["worker"]["signal"]["model_blocks"] > 500 and metrics["worker"]["fill_count"] > 0
+
+
+IID = InstrumentId.from_str("SEI/USDC.SEI")
+EMPTY = PlainChunk(([], [], [], [], [], []), [])
+
+
+class Failing(SignalPrecompute):
+    def rows(self, chunk):
+        raise ValueError("no rows for this chunk")
+
+
+class Dying(SignalPrecompute):
+    def rows(self, chunk):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_error_reaches_the_run_with_its_traceback():
+    worker = PrecomputeWorker(Failing(IID, SignalEngine(None)))
+    worker.submit(EMPTY)
+    with pytest.raises(RuntimeError, match=r"(?s)signal worker failed:.*ValueError: no rows for this chunk"):
+        worker.collect()
+    worker.terminate()
+    assert not worker._process.is_alive()
+
+
+def test_a_dead_worker_is_an_error_not_a_hang():
+    worker = PrecomputeWorker(Dying(IID, SignalEngine(None)))
+    worker.submit(EMPTY)
+    with pytest.raises(RuntimeError, match=r"died \(exit code -9\)"):
+        worker.collect()
+    with pytest.raises(RuntimeError, match="died"):  # and nothing more can be sent to it
+        worker.submit(EMPTY)
+    worker.terminate()
+
+
+def test_a_worker_hands_back_its_engine_state_at_close():
+    engine = SignalEngine(None)
+    worker = PrecomputeWorker(SignalPrecompute(IID, engine))
+    worker.submit(EMPTY)
+    assert worker.collect() == []
+    with pytest.raises(RuntimeError, match="1 chunk"):  # a chunk in flight is never dropped silently
+        worker.submit(EMPTY)
+        worker.close()
+    assert worker.collect() == []
+    engine.stats["model_blocks"] = 99  # the run's copy; the worker's own is what close brings back
+    worker.close()
+    assert engine.stats["model_blocks"] == 0 and not worker._process.is_alive()
+
+
+def _report_can_fork(queue) -> None:
+    queue.put(can_fork_worker())
+
+
+def test_no_worker_inside_a_daemon_process():
+    """A sweep's pool workers are daemons: they may not fork, and already use every core."""
+    assert can_fork_worker() == ((os.cpu_count() or 1) >= 2)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=_report_can_fork, args=(queue,), daemon=True)
+    process.start()
+    assert queue.get(timeout=30) is False
+    process.join()
