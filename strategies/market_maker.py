@@ -109,6 +109,9 @@ class MarketMaker(Strategy):
         self.last_spread_scale = 1.0
         self.last_signal_shape = NEUTRAL.shape()
         self._effective: tuple = (None, NEUTRAL)  # (raw signal, its clamped form)
+        self._quiet: tuple | None = None  # (top, raw signal, until): see _needs_requote
+        self._top_seen: tuple | None = None  # (book, its update count, its last time) of `_top_seen_top`
+        self._top_seen_top: Top | None = None
         self.dirty = True  # the ladder must be rebuilt at the next opportunity
         self.max_age_ns = int(config.max_order_age_secs * NS)
         self.actions: deque[int] = deque()  # timestamps of submits/cancels, for the rate cap
@@ -196,10 +199,19 @@ class MarketMaker(Strategy):
         """Requote only when something the ladder depends on changed: an order left or filled,
         the (signal-adjusted) fair value moved beyond the tolerance, the signal's spread scale
         moved by more than SPREAD_SCALE_STEP, it stepped a side back or pulled it, or changed a
-        side's size, or an order aged out."""
+        side's size, or an order aged out.
+
+        A "no" holds while its inputs do: the same top of book, the same signal from the source,
+        no requote since, and the clock before the first moment an order ages out or the signal
+        turns stale or current. The requote timer's ticks between two book batches then cost a
+        comparison (`_quiet`)."""
         if self.dirty:
             return True
-        signal = self._signal(now)
+        raw = self.signal_source.latest(now)
+        quiet = self._quiet
+        if quiet is not None and quiet[0] is top and quiet[1] is raw and now <= quiet[2]:
+            return False
+        signal = self._current(raw, now)
         fair = signal_fair(top, self.cfg.fair_value, signal)
         if abs(fair / self.last_quote_fair - 1) * 1e4 > self.cfg.requote_tolerance_bps:
             return True
@@ -207,13 +219,24 @@ class MarketMaker(Strategy):
             return True
         if signal.shape() != self.last_signal_shape:
             return True
-        return any(now - o.ts_submitted > self.max_age_ns for o in self.orders.values())
+        until = math.inf  # the last moment this answer holds
+        if self.orders:
+            oldest = min(o.ts_submitted for o in self.orders.values())
+            if now - oldest > self.max_age_ns:
+                return True
+            until = oldest + self.max_age_ns
+        if raw is not None:
+            until = min(until, raw.ts_ns - 1 if raw.ts_ns > now else raw.ts_ns + self.cfg.signal_max_age_ms * 1_000_000)
+        self._quiet = (top, raw, until)
+        return False
 
     def _signal(self, now: int) -> Signal:
-        """The source's latest signal, clamped, while it is current; neutral otherwise. Clamping is
-        done once per signal (the book batches and timer ticks between two signals only check its
-        age)."""
-        raw = self.signal_source.latest(now)
+        """The source's latest signal, clamped, while it is current; neutral otherwise."""
+        return self._current(self.signal_source.latest(now), now)
+
+    def _current(self, raw: Signal | None, now: int) -> Signal:
+        """`raw`, clamped, while it is current; neutral otherwise. Clamping is done once per signal
+        (the book batches and timer ticks between two signals only check its age)."""
         if raw is None or not is_current(raw, now, self.cfg.signal_max_age_ms):
             return NEUTRAL
         memo = self._effective
@@ -224,13 +247,21 @@ class MarketMaker(Strategy):
         return memo[1]
 
     def _top(self) -> Top | None:
+        """The book's top, read once per book update (a timer tick or a fill between two book
+        batches gets the same `Top`)."""
         book = self.book
         if book is None:
             return None
+        seen = (book, book.update_count, book.ts_last)
+        if seen == self._top_seen:
+            return self._top_seen_top
         bid, ask = book.best_bid_price(), book.best_ask_price()
         if bid is None or ask is None or bid >= ask:
-            return None
-        return Top(float(bid), float(ask), float(book.best_bid_size()), float(book.best_ask_size()))
+            top = None
+        else:
+            top = Top(float(bid), float(ask), float(book.best_bid_size()), float(book.best_ask_size()))
+        self._top_seen, self._top_seen_top = seen, top
+        return top
 
     # -- quoting --------------------------------------------------------------------------------
 
@@ -255,6 +286,7 @@ class MarketMaker(Strategy):
             self.cfg, self.grid, top, self.inventory, self.vol.sigma(top.mid), signal,
             room[0] - exiting[BUY], room[1] - exiting[SELL],
         )
+        self._quiet = None  # what it depends on changes here
         complete = self._reconcile(desired, now, {BUY: room[0], SELL: room[1]})
         self.last_quote_fair = signal_fair(top, self.cfg.fair_value, signal)
         self.last_spread_scale = signal.spread_scale

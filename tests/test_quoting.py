@@ -261,3 +261,52 @@ def test_the_strategy_quotes_on_its_latest_signal_only_while_it_is_current():
     assert strategy._signal(t - 1) is NEUTRAL  # from the future
     source.signal = Signal(ts_ns=t + 2_000_000_000, fair_shift_bps=-2.0)
     assert strategy._signal(t + 2_000_000_000).fair_shift_bps == -2.0
+
+
+def test_a_quiet_check_holds_only_until_an_order_ages_out_or_the_signal_turns():
+    """`_needs_requote` remembers a "no" for the same top and signal (the requote timer's ticks
+    between book batches): it must still say yes the moment an order ages out, the signal goes
+    stale, or a signal stamped ahead of the clock becomes current."""
+    from strategies.market_maker import BUY, MarketMaker, WorkingOrder
+    from strategies.quoting import signal_fair
+
+    cfg = MarketMakerConfig(instrument_id="SEI/USDC.SEI", signal_max_age_ms=1000, signal_max_shift_bps=5.0,
+                            max_order_age_secs=30.0)
+    s = 1_000_000_000
+    t = 100 * s
+    top = Top(0.5000, 0.5002, 1000.0, 1000.0)
+
+    class Latest:
+        signal: Signal | None = None
+
+        def latest(self, ts_ns):
+            return self.signal
+
+    def quiet_strategy(signal: Signal | None, submitted: int) -> MarketMaker:
+        strategy = MarketMaker(cfg)
+        strategy.signal_source = Latest()
+        strategy.signal_source.signal = signal
+        strategy.dirty = False
+        strategy.orders = {"O-1": WorkingOrder(BUY, 5000, 200.0, submitted)}
+        strategy.last_quote_fair = signal_fair(top, cfg.fair_value, strategy._signal(t))
+        return strategy
+
+    aged = quiet_strategy(None, submitted=t - 29 * s)  # ages out at t + 1 s
+    assert not aged._needs_requote(top, t)
+    assert not aged._needs_requote(top, t + s)  # at the age limit
+    assert aged._needs_requote(top, t + s + 1)
+
+    stale = quiet_strategy(Signal(ts_ns=t, fair_shift_bps=3.0), submitted=t)  # stale after t + 1 s
+    assert not stale._needs_requote(top, t)
+    assert not stale._needs_requote(top, t + s)
+    assert stale._needs_requote(top, t + s + 1)  # neutral now: fair value moved by 3 bps
+
+    ahead = quiet_strategy(Signal(ts_ns=t + 5, fair_shift_bps=3.0), submitted=t)  # neutral until t + 5
+    assert not ahead._needs_requote(top, t)
+    assert not ahead._needs_requote(top, t + 4)
+    assert ahead._needs_requote(top, t + 5)
+
+    filled = quiet_strategy(None, submitted=t)
+    assert not filled._needs_requote(top, t)
+    filled.dirty = True  # a fill or a cancel
+    assert filled._needs_requote(top, t)
