@@ -83,16 +83,27 @@ class ColumnFeed:
         self.columns: DeltaColumns | None = None
 
 
+class LevelWatch:
+    """Levels a caller watches as a batch is applied: (side, raw price) -> the caller's key, kept
+    per side for the per-delta lookup and in the mapping's order for a CLEAR."""
+
+    def __init__(self, levels: dict) -> None:
+        self.keys = list(levels.values())
+        self.by_side: dict = {_BUY: {}, _SELL: {}}
+        for (side, raw), key in levels.items():
+            self.by_side[side][raw] = key
+
+
 class BookLevels:
     def __init__(self, feed: ColumnFeed | None = None) -> None:
         self._levels: dict = {_BUY: {}, _SELL: {}}  # side -> raw price -> Level
         self._keys: dict = {_BUY: [], _SELL: []}  # side -> sort keys, best first: -raw bids, raw asks
         self.feed = feed  # where a batch's columns may already be
 
-    def apply_deltas(self, deltas: OrderBookDeltas, watch: dict | None = None) -> dict | None:
-        """Apply a batch. With `watch` ((side, raw price) -> a caller's key), also return the
-        caller's keys of the watched levels the batch touched, in the order first touched (a CLEAR
-        touches every watched level, in `watch`'s order, and starts the order afresh)."""
+    def apply_deltas(self, deltas: OrderBookDeltas, watch: LevelWatch | None = None) -> dict | None:
+        """Apply a batch. With `watch`, also return the caller's keys of the watched levels the
+        batch touched, in the order first touched (a CLEAR touches every watched level, in the
+        watch's order, and starts the order afresh)."""
         cols = self.feed.columns if self.feed is not None else None
         span = cols.span(deltas) if cols is not None else None
         if span is None:
@@ -100,38 +111,40 @@ class BookLevels:
             span = (0, len(cols.actions))
         return self.apply_span(cols, *span, watch=watch)
 
-    def apply_span(self, cols: DeltaColumns, start: int, end: int, watch: dict | None = None) -> dict | None:
+    def apply_span(self, cols: DeltaColumns, start: int, end: int, watch: LevelWatch | None = None) -> dict | None:
         """Apply the deltas in rows [start, end) of `cols` (one batch), as `apply_deltas` does."""
-        actions, sides, raws, prices, sizes, size_raws = (cols.actions, cols.sides, cols.raws, cols.prices,
-                                                         cols.sizes, cols.size_raws)
-        all_levels, all_keys = self._levels, self._keys
+        bids, asks = self._levels[_BUY], self._levels[_SELL]
+        bid_keys, ask_keys = self._keys[_BUY], self._keys[_SELL]
+        watched = None if watch is None else watch.by_side
         touched = None if watch is None else {}
-        for i in range(start, end):
-            action = actions[i]
+        rows = zip(cols.actions[start:end], cols.sides[start:end], cols.raws[start:end], cols.prices[start:end],
+                   cols.sizes[start:end], cols.size_raws[start:end])
+        for action, side, raw, price, size, size_raw in rows:
             if action == _CLEAR:
-                for side in (_BUY, _SELL):
-                    all_levels[side].clear()
-                    all_keys[side].clear()
+                bids.clear()
+                asks.clear()
+                bid_keys.clear()
+                ask_keys.clear()
                 if watch is not None:
-                    touched = dict.fromkeys(watch.values())
+                    touched = dict.fromkeys(watch.keys)
                 continue
-            side = sides[i]
-            levels = all_levels.get(side)
-            if levels is None:
+            if side == _BUY:
+                levels, keys, key = bids, bid_keys, -raw
+            elif side == _SELL:
+                levels, keys, key = asks, ask_keys, raw
+            else:
                 continue
-            raw = raws[i]
-            if watch is not None:
-                mine = watch.get((side, raw))
+            if watched is not None:
+                mine = watched[side].get(raw)
                 if mine is not None:
                     touched[mine] = None
             if action == _DELETE:
                 if levels.pop(raw, None) is not None:
-                    keys = all_keys[side]
-                    del keys[bisect_left(keys, -raw if side == _BUY else raw)]
+                    del keys[bisect_left(keys, key)]
             else:
                 if raw not in levels:
-                    insort(all_keys[side], -raw if side == _BUY else raw)
-                levels[raw] = (prices[i], sizes[i], size_raws[i])
+                    insort(keys, key)
+                levels[raw] = (price, size, size_raw)
         return touched
 
     def top(self, n: int) -> tuple[list[Level], list[Level]]:

@@ -101,6 +101,18 @@ SCENARIOS = [
          {"t": 1600, "trades": [("sell", "0.4000", 50.0)]}],
         BUY_50, {"queue_model": "risk_averse"}, {"a": [(0.4, 10.0)]}, id="snapshot-in-the-batch-of-a-print",
     ),
+    # An order that joins while another already rests: its level is followed and crosses reach it
+    # too (what the module derives from its live orders is rebuilt as they change).
+    pytest.param(
+        [{"t": 2000, "bid": {"0.4000": 20.0}}, {"t": 2400, "trades": [("sell", "0.4000", 30.0)]}],
+        [(100, "sell", "a", "0.4010", "50.0"), (900, "buy", "b", "0.4000", "50.0")], {"queue_model": "risk_averse"},
+        {"a": [], "b": [(0.4, 10.0)]}, id="second-order-follows-its-level",
+    ),
+    pytest.param(
+        [{"t": 2000, "bid": {"0.4000": 0, "0.3999": 0}, "ask": {"0.3999": 30.0}}],
+        [(100, "sell", "a", "0.4010", "50.0"), (900, "buy", "b", "0.4000", "50.0")], {},
+        {"a": [], "b": [(0.4, 30.0)]}, id="second-order-is-crossed",
+    ),
 ]
 
 

@@ -35,7 +35,7 @@ from nautilus_trader.model.objects import Quantity
 
 from backtests.fills.queue_book import QueueBook
 from backtests.fills.queue_models import QueueModel
-from data.levels import BookLevels, ColumnFeed
+from data.levels import BookLevels, ColumnFeed, LevelWatch
 
 _CLOSING = (OrderCanceled, OrderExpired, OrderRejected)
 _BUY, _SELL = OrderSide.BUY, OrderSide.SELL
@@ -69,6 +69,10 @@ class QueueFillModule(SimulationModule):
         self.live: dict = {}  # client_order_id -> Order, the orders the queue tracks
         self.stats = {"trade_fills": 0, "cross_fills": 0, "filled_lots": 0}
         self._engine = None
+        # Derived from the queue's orders, rebuilt when they change (`QueueBook.version`): the
+        # levels the book watches for us, and our best buy and sell.
+        self._watch: tuple = (None, None)
+        self._best: tuple = (None, None, None)
 
     def read_columns_from(self, feed: ColumnFeed) -> None:
         """Read each book batch's deltas from the run's columns where they are (`DeltaColumns`)."""
@@ -112,19 +116,25 @@ class QueueFillModule(SimulationModule):
         # the levels again) that re-adds a level's size changed nothing there, and must not move
         # us to the front of the queue on the way.
         tick = self.tick_raw
-        ours = {(_BUY if is_buy else _SELL, price * tick): (is_buy, price) for is_buy, price in levels}
-        for is_buy, price in self.book.apply_deltas(deltas, ours):
+        if self._watch[0] is not self.queue.version:
+            self._watch = (self.queue.version, LevelWatch(
+                {(_BUY if is_buy else _SELL, price * tick): (is_buy, price) for is_buy, price in levels}))
+        for is_buy, price in self.book.apply_deltas(deltas, self._watch[1]):
             level = self.book.level(_BUY if is_buy else _SELL, price * tick)
             self.queue.on_depth(is_buy, price, 0 if level is None else level[2] // self.lot_raw)
         self._cross()
 
     def _cross(self) -> None:
-        top = low = None  # our best buy and best sell, in ticks
-        for o in self.queue.orders.values():
-            if o.is_buy:
-                top = o.price if top is None or o.price > top else top
-            else:
-                low = o.price if low is None or o.price < low else low
+        version = self.queue.version
+        if self._best[0] is not version:
+            top = low = None  # our best buy and best sell, in ticks
+            for o in self.queue.orders.values():
+                if o.is_buy:
+                    top = o.price if top is None or o.price > top else top
+                else:
+                    low = o.price if low is None or o.price < low else low
+            self._best = (version, top, low)
+        _, top, low = self._best
         if top is not None:
             best_ask = self.book.best(_SELL)
             if best_ask is not None and best_ask // self.tick_raw <= top:

@@ -40,9 +40,13 @@ class QueueBook:
     traded: dict = field(default_factory=dict)  # (is_buy, price) -> printed there since last depth update
     cross_used: dict = field(default_factory=dict)  # (is_buy of resting side, price) -> crossing size we took
     _seq: int = 0
+    # A new object whenever an order is added or removed: what a caller derived from `orders` and
+    # `levels` holds while it is the same (compared by identity).
+    version: object = field(default_factory=object)
 
     def add(self, key: object, is_buy: bool, price: int, leaves: int, market_size: int) -> Resting:
         self._seq += 1
+        self.version = object()
         order = Resting(key, is_buy, price, leaves, float(market_size), self._seq)
         self.orders[key] = order
         level = (is_buy, price)
@@ -55,6 +59,7 @@ class QueueBook:
         order = self.orders.pop(key, None)
         if order is None:
             return
+        self.version = object()
         level = (order.is_buy, order.price)
         queue = self.levels[level]
         queue.remove(order)
