@@ -31,7 +31,10 @@ class RowBuffer:
         return self._count
 
     def _frame(self, rows: list[tuple]) -> pd.DataFrame:
-        frame = pd.DataFrame(rows, columns=self.columns)
+        if not rows:
+            frame = pd.DataFrame(rows, columns=self.columns)
+        else:  # column lists: pandas infers each column once instead of walking rows
+            frame = pd.DataFrame(dict(zip(self.columns, map(list, zip(*rows)), strict=True)))
         return frame.astype(self.dtypes) if self.dtypes else frame
 
     def frame(self) -> pd.DataFrame:

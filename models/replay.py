@@ -33,7 +33,6 @@ from nautilus_trader.model.data import DataType, OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import BookType
 from nautilus_trader.model.identifiers import InstrumentId
 
-from data.catalog import merge_stream
 from data.levels import BookLevels, DeltaColumns
 from models.features import OnlineFeatures
 from models.runtime import SignalEngine
@@ -60,13 +59,17 @@ def plain_chunk(batches: list[OrderBookDeltas], trades: list[TradeTick], columns
     if spans is None or None in spans:
         columns = DeltaColumns.of_batches(batches)
         spans = [columns.span(batch) for batch in batches]
-    span_of = {id(batch): span for batch, span in zip(batches, spans, strict=True)}
-    stream = []
-    for item in merge_stream(batches, trades):
-        if isinstance(item, TradeTick):
-            stream.append((TRADE, item.ts_init, item.size.as_double(), int(item.aggressor_side)))
-        else:
-            stream.append((BATCH, item.ts_init, *span_of[id(item)]))
+    # merge_stream's order (by time; at equal times a block's prints before its batch), merged
+    # in one pass: both lists are in time order.
+    prints = [(TRADE, t.ts_init, t.size.as_double(), int(t.aggressor_side)) for t in trades]
+    stream, j, n = [], 0, len(prints)
+    for batch, (start, end) in zip(batches, spans, strict=True):
+        ts = batch.ts_init
+        while j < n and prints[j][1] <= ts:
+            stream.append(prints[j])
+            j += 1
+        stream.append((BATCH, ts, start, end))
+    stream += prints[j:]
     cols = (columns.actions, columns.sides, columns.raws, columns.prices, columns.sizes, columns.size_raws)
     return PlainChunk(cols, stream)
 

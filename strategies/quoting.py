@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from strategies.config import MarketMakerConfig
 from strategies.signal import Signal
@@ -15,8 +16,12 @@ from strategies.signal import Signal
 BUY, SELL = "BUY", "SELL"
 
 
-@dataclass(frozen=True)
-class Top:
+# The per-block values (Top, Quote, Resting, and strategies.signal.Signal) are NamedTuples: as
+# immutable as frozen dataclasses, and built several times faster (a frozen dataclass sets each
+# field through object.__setattr__), which shows on a day of blocks.
+
+
+class Top(NamedTuple):
     """Top of the market's book, in price units and base units."""
 
     bid: float
@@ -29,8 +34,7 @@ class Top:
         return (self.bid + self.ask) / 2
 
 
-@dataclass(frozen=True)
-class Quote:
+class Quote(NamedTuple):
     side: str
     price_ticks: int
     qty_lots: int
@@ -163,8 +167,7 @@ def capacities(
     return max(buy, 0.0), max(sell, 0.0)
 
 
-@dataclass(frozen=True)
-class Resting:
+class Resting(NamedTuple):
     key: object
     side: str
     price_ticks: int

@@ -8,14 +8,12 @@ clamped by the strategy config, so a misbehaving model can only move quotes with
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from models.signal_data import SignalData
 
 
-@dataclass(frozen=True)
-class Signal:
+class Signal(NamedTuple):
     ts_ns: int
     fair_shift_bps: float = 0.0  # added to fair value
     spread_scale: float = 1.0  # multiplies both half spreads
