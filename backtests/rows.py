@@ -34,7 +34,7 @@ class RowBuffer:
         if not rows:
             frame = pd.DataFrame(rows, columns=self.columns)
         else:  # column lists: pandas infers each column once instead of walking rows
-            frame = pd.DataFrame(dict(zip(self.columns, map(list, zip(*rows)), strict=True)))
+            frame = pd.DataFrame(dict(zip(self.columns, map(list, zip(*rows, strict=True)), strict=True)))
         return frame.astype(self.dtypes) if self.dtypes else frame
 
     def frame(self) -> pd.DataFrame:

@@ -118,7 +118,7 @@ class BookLevels:
         watched = None if watch is None else watch.by_side
         touched = None if watch is None else {}
         rows = zip(cols.actions[start:end], cols.sides[start:end], cols.raws[start:end], cols.prices[start:end],
-                   cols.sizes[start:end], cols.size_raws[start:end])
+                   cols.sizes[start:end], cols.size_raws[start:end], strict=True)
         for action, side, raw, price, size, size_raw in rows:
             if action == _CLEAR:
                 bids.clear()
