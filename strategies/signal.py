@@ -52,6 +52,11 @@ def clamped(signal: Signal, max_shift_bps: float, min_spread_scale: float, max_s
             max_widen_bps: float) -> Signal:
     """The signal within its bounds, or neutral when it is not finite. It depends on the signal
     alone, so the strategy computes it once per signal."""
+    if (-max_shift_bps <= signal.fair_shift_bps <= max_shift_bps
+            and min_spread_scale <= signal.spread_scale <= max_spread_scale
+            and 0.0 <= signal.bid_size_scale <= 2.0 and 0.0 <= signal.ask_size_scale <= 2.0
+            and 0.0 <= signal.bid_widen_bps <= max_widen_bps and 0.0 <= signal.ask_widen_bps <= max_widen_bps):
+        return signal  # within every bound (so finite: NaN fails each comparison): clamping keeps it
     finite = math.isfinite  # spelled out: this runs on every new signal
     if not (finite(signal.fair_shift_bps) and finite(signal.spread_scale) and finite(signal.bid_size_scale)
             and finite(signal.ask_size_scale) and finite(signal.bid_widen_bps) and finite(signal.ask_widen_bps)):

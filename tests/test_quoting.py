@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -310,3 +312,31 @@ def test_a_quiet_check_holds_only_until_an_order_ages_out_or_the_signal_turns():
     assert not filled._needs_requote(top, t)
     filled.dirty = True  # a fill or a cancel
     assert filled._needs_requote(top, t)
+
+
+def _clamp_reference(s: Signal, shift: float, lo: float, hi: float, widen: float) -> Signal:
+    """Clamping spelled out field by field: neutral unless finite, then each field into its bounds."""
+    fields = (s.fair_shift_bps, s.spread_scale, s.bid_size_scale, s.ask_size_scale, s.bid_widen_bps, s.ask_widen_bps)
+    if not all(math.isfinite(f) for f in fields):
+        return NEUTRAL
+    return Signal(s.ts_ns, min(max(s.fair_shift_bps, -shift), shift), min(max(s.spread_scale, lo), hi),
+                  min(max(s.bid_size_scale, 0.0), 2.0), min(max(s.ask_size_scale, 0.0), 2.0),
+                  min(max(s.bid_widen_bps, 0.0), widen), min(max(s.ask_widen_bps, 0.0), widen), s.fair_from_mid)
+
+
+def _near(lo: float, hi: float):
+    """Values around [lo, hi]: mostly inside (every field in bounds at once is the common case),
+    its edges, just outside, and the non-finite."""
+    return st.one_of(st.floats(lo, hi), st.floats(lo - 1, hi + 1),
+                     st.sampled_from([lo, hi, -0.0, float("nan"), float("inf"), -float("inf")]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(fields=st.tuples(_near(-5.0, 5.0), _near(0.5, 1.5), _near(0.0, 2.0), _near(0.0, 2.0), _near(0.0, 2.0),
+                        _near(0.0, 2.0)), from_mid=st.booleans())
+def test_clamping_keeps_an_in_bounds_signal_and_clamps_the_rest(fields, from_mid):
+    raw = Signal(123, *fields, from_mid)
+    kw = {"max_shift_bps": 5.0, "min_spread_scale": 0.5, "max_spread_scale": 1.5, "max_widen_bps": 2.0}
+    got = clamped(raw, **kw)
+    want = _clamp_reference(raw, 5.0, 0.5, 1.5, 2.0)
+    assert got == want and [math.copysign(1, x) for x in got] == [math.copysign(1, x) for x in want]
