@@ -282,24 +282,28 @@ def _signal_actor(config: BacktestConfig, instrument_id):
 def stream(engine: BacktestEngine, tape: Tape, start_ns: int, end_ns: int, chunk_minutes: int, progress: bool,
            signal: SignalReplayActor | None = None, feed: ColumnFeed | None = None) -> int:
     """Feed the tape window into the engine chunk by chunk. The tape is read a chunk ahead: the
-    replayed `signal` gets each chunk (`prepare`) before the engine runs the one before it, and
-    its signal (`deliver`) just before the engine gets it, once `feed` holds its delta columns."""
+    replayed `signal` gets each chunk's signal (`deliver`) just before the engine gets the chunk,
+    then the next chunk (`prepare`), whose signal a worker computes while the engine runs this one.
+
+    That order matters with a worker: when the run sends it a chunk, the worker has sent all it
+    owed and is waiting to read, so neither side can block writing to the other (sending chunk
+    k+1 before collecting chunk k's signal deadlocks once both exceed the pipe's buffer)."""
     events = 0
     total_s = (end_ns - start_ns) / NS
     bar = tqdm(total=round(total_s), unit="s", desc="backtest", disable=not progress, leave=False)
     parts = tape.parts(start_ns, end_ns, chunk_ns=chunk_minutes * 60 * NS, columns=feed is not None)
-    ahead = next(parts, None)
-    if ahead is not None and signal is not None:
-        signal.prepare(*_chunk_parts(ahead))
-    while ahead is not None:
-        batches, trades, columns = _chunk_parts(ahead)
-        ahead = next(parts, None)
-        if ahead is not None and signal is not None:
-            signal.prepare(*_chunk_parts(ahead))
-        if feed is not None:
-            feed.columns = columns
+    current = next(parts, None)
+    if current is not None and signal is not None:
+        signal.prepare(*_chunk_parts(current))
+    while current is not None:
+        batches, trades, columns = _chunk_parts(current)
         if signal is not None:
             signal.deliver(batches)
+        current = next(parts, None)
+        if current is not None and signal is not None:
+            signal.prepare(*_chunk_parts(current))
+        if feed is not None:
+            feed.columns = columns
         # Trades first so that, at equal timestamps, a block's prints precede its book batch
         # (the engine's sort is stable); the book batch must still be registered as book data.
         if trades:

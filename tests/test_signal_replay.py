@@ -10,6 +10,8 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,22 @@ def test_no_worker_inside_a_daemon_process():
     process.start()
     assert queue.get(timeout=30) is False
     process.join()
+
+
+def test_chunks_larger_than_the_pipe_do_not_deadlock_the_worker(tmp_path):
+    """An hour's chunk and its signal are each megabytes, far over a pipe's buffer: the run and
+    its worker must never both be writing. Run in a child process so that a deadlock fails the
+    test at the timeout instead of hanging the suite."""
+    overrides = {"run.start": "+0s", "run.end": "+150min", "run.chunk_minutes": 60, "signal.worker": True}
+    script = (
+        "import json\n"
+        "from backtests.config import load_config\n"
+        "from backtests.runner import run_backtest\n"
+        f"cfg = load_config({str(ROOT / 'backtests/configs/sample.toml')!r}, {overrides!r})\n"
+        "m = run_backtest(cfg, write=False).metrics\n"
+        "print(json.dumps([m['signal_worker'], m['signal']['model_blocks']]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    worker, blocks = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert worker is True and blocks > 20_000  # three chunks of 60 min, a block every 400 ms
