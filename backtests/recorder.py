@@ -35,6 +35,9 @@ from backtests.metrics import FILL_COLUMNS, QUOTE_COLUMNS, TOB_COLUMNS
 from backtests.rows import RowBuffer
 from models.signal_data import SIGNAL_COLUMNS, SignalData
 
+_ACTIONS = frozenset((OrderSubmitted, OrderPendingCancel, OrderPendingUpdate))  # each a place, cancel or modify sent
+_RECORDED = frozenset((OrderAccepted, OrderFilled, OrderCanceled, OrderExpired, OrderRejected, OrderDenied))
+
 
 class RecorderConfig(ActorConfig, frozen=True):
     instrument_id: InstrumentId
@@ -82,14 +85,17 @@ class RunRecorder(Actor):
             self.tob.append((deltas.ts_init, *top))
 
     def _on_order_event(self, event) -> None:
-        coid = event.client_order_id.value
-        if isinstance(event, (OrderSubmitted, OrderPendingCancel, OrderPendingUpdate)):
+        kind = type(event)
+        if kind in _ACTIONS:
             self.actions.append((event.ts_init,))
             return
-        if isinstance(event, OrderAccepted):
+        if kind not in _RECORDED:
+            return  # initialised, updated, triggered...: no row of ours changes
+        coid = event.client_order_id.value
+        if kind is OrderAccepted:
             order = self.cache.order(event.client_order_id)
             self.live[coid] = (order.side == OrderSide.BUY, float(order.price), float(order.leaves_qty))
-        elif isinstance(event, OrderFilled):
+        elif kind is OrderFilled:
             self.fills.append((
                 event.ts_init, coid, event.venue_order_id.value, event.trade_id.value,
                 1 if event.order_side == OrderSide.BUY else -1, float(event.last_px),
@@ -103,14 +109,13 @@ class RunRecorder(Actor):
                     self.live[coid] = (is_buy, px, leaves)
                 else:
                     del self.live[coid]
-        elif isinstance(event, (OrderCanceled, OrderExpired, OrderRejected)):
-            self.live.pop(coid, None)
-        else:
-            if isinstance(event, OrderDenied):
-                self._closed(event)
+        elif kind is OrderDenied:  # never reached the venue: its row, and no quote changed
+            self._closed(event)
             return
+        else:  # canceled, expired, rejected
+            self.live.pop(coid, None)
         self._record_quote(event.ts_init)
-        if not isinstance(event, OrderAccepted):
+        if kind is not OrderAccepted:
             self._closed(event)
 
     def _closed(self, event) -> None:

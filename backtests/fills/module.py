@@ -38,6 +38,7 @@ from backtests.fills.queue_models import QueueModel
 from data.levels import BookLevels, ColumnFeed, LevelWatch
 
 _CLOSING = (OrderCanceled, OrderExpired, OrderRejected)
+_QUEUE_EVENTS = frozenset((OrderAccepted, OrderUpdated, OrderFilled, *_CLOSING))
 _BUY, _SELL = OrderSide.BUY, OrderSide.SELL
 
 
@@ -180,9 +181,9 @@ class QueueFillModule(SimulationModule):
         exchange.msgbus.subscribe(topic="events.order.*", handler=self._on_order_event)
 
     def _on_order_event(self, event) -> None:
-        if event.instrument_id != self.instrument.id:
-            return
         kind = type(event)
+        if kind not in _QUEUE_EVENTS or event.instrument_id != self.instrument.id:
+            return  # most events of an order's life (initialised, submitted, pending) change no queue
         key = event.client_order_id
         if kind is OrderAccepted:
             order = self.exchange.cache.order(key)
