@@ -129,8 +129,11 @@ class _LogLines:
         self.lines.append(("warning", message))
 
 
-def _serve(precompute: SignalPrecompute, conn) -> None:
+def _serve(precompute: SignalPrecompute, conn, run_end) -> None:
     """The worker process: chunks in, rows out, until the run closes the pipe or sends None."""
+    # The fork copied the run's end of the pipe too: closed here, the run's exit (however it
+    # ends) is an end of file to this process, which then exits instead of waiting forever.
+    run_end.close()
     log = precompute.engine.log = _LogLines()
     try:
         while (chunk := conn.recv()) is not None:
@@ -139,10 +142,13 @@ def _serve(precompute: SignalPrecompute, conn) -> None:
             log.lines = []
         engine = precompute.engine
         conn.send(("done", engine.stats, engine.latencies_us, engine.open_until_ns, engine.slow_streak))
-    except EOFError:
+    except (EOFError, BrokenPipeError):
         pass  # the run went away
     except BaseException:  # the run must hear why, whatever it was
-        conn.send(("error", traceback.format_exc()))
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except OSError:
+            pass  # ...unless it is gone
     finally:
         conn.close()
 
@@ -156,7 +162,8 @@ class PrecomputeWorker:
     def __init__(self, precompute: SignalPrecompute) -> None:
         context = multiprocessing.get_context("fork")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(precompute, child), name="flashmm-signal", daemon=True)
+        self._process = context.Process(target=_serve, args=(precompute, child, self._conn), name="flashmm-signal",
+                                        daemon=True)
         self._process.start()
         child.close()
         self._engine = precompute.engine

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,34 @@ def test_chunks_larger_than_the_pipe_do_not_deadlock_the_worker(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     worker, blocks = json.loads(proc.stdout.strip().splitlines()[-1])
     assert worker is True and blocks > 20_000  # three chunks of 60 min, a block every 400 ms
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (no longer exists, or is a zombie nobody has reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return any(line.split()[1:2] == ["Z"] for line in status if line.startswith("State:"))
+    except FileNotFoundError:
+        return True
+
+
+def test_a_worker_outlives_no_run_that_was_killed():
+    """A run killed outright (no finally, no atexit) must not leave its worker waiting forever."""
+    script = (
+        "import sys, time\n"
+        "from nautilus_trader.model.identifiers import InstrumentId\n"
+        "from models.replay import PrecomputeWorker, SignalPrecompute\n"
+        "from models.runtime import SignalEngine\n"
+        "w = PrecomputeWorker(SignalPrecompute(InstrumentId.from_str('SEI/USDC.SEI'), SignalEngine(None)))\n"
+        "print(w._process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    worker_pid = int(run.stdout.readline())
+    assert not _gone(worker_pid)
+    run.kill()
+    run.wait()
+    deadline = time.monotonic() + 30
+    while not _gone(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(worker_pid)
