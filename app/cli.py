@@ -48,7 +48,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         report = run_sweep_bench(args.config, points=args.points, end=args.end, catalog=args.catalog,
                                  repeats=args.repeats)
     else:
-        report = run_bench(args.config, catalog=args.catalog, end=args.end)
+        report = run_bench(args.config, catalog=args.catalog, end=args.end, repeats=args.repeats)
         if not args.no_live and args.live_venue == "monaco":
             from app.live.monaco_run import live_latency_monaco
 
@@ -410,8 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="instead: sweep scaling, the same points with 1 and with 2 worker processes")
     bench.add_argument("--points", type=int, default=8, help="sweep points for --sweep (default 8)")
     bench.add_argument("--repeats", type=int, default=3,
-                       help="--sweep: run 1 and 2 workers this many times, alternating; "
-                            "the best of each counts (default 3)")
+                       help="run each mode (with --sweep: 1 and 2 workers) this many times, alternating; "
+                            "the fastest run of each counts (default 3)")
     bench.add_argument("--scale", action="store_true",
                        help="instead: the full stack on growing windows of a long synthetic tape (linear time, "
                             "flat memory)")
