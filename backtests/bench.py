@@ -241,7 +241,8 @@ def run_sweep_bench(config_path: str, points: int = 8, end: str | None = None, c
     end = end or "+1h"
     with tempfile.TemporaryDirectory(prefix="flashmm-sweep-bench-") as tmp:
         sweep_file = Path(tmp) / "bench_sweep.toml"
-        fixed = {"run.end": end, "strategy.use_signal": False}
+        # From the tape's start, whatever window the config trades (the demo trades its last hour).
+        fixed = {"run.start": "+0s", "run.end": end, "strategy.use_signal": False}
         if catalog:
             fixed["run.catalog"] = str(Path(catalog).resolve())
         sweep_file.write_text(tomli_w.dumps({

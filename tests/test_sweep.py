@@ -208,3 +208,14 @@ def test_a_dask_cluster_gives_the_same_results_as_the_local_pool(demo_runs, tmp_
     pd.testing.assert_frame_equal(dask.drop(columns="wall_seconds"), local.drop(columns="wall_seconds"))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dask/walk_forward.parquet"),
                                   pd.read_parquet(demo_runs.sweep / "walk_forward.parquet"))
+
+
+def test_the_sweep_bench_runs_the_tapes_start_whatever_window_the_config_trades():
+    """The demo config trades its tape's last hour; `flashmm bench --sweep` times the first `end`
+    of the tape with 1 and 2 workers (it failed on an empty window once the demo moved)."""
+    from backtests.bench import run_sweep_bench
+
+    report = run_sweep_bench(str(ROOT / "backtests/configs/sample.toml"), points=2, end="+3min", repeats=1)
+    assert report["end"] == "+3min" and len(report["runs_1_worker"]) == len(report["runs_2_workers"]) == 1
+    assert report["speedup"] == report["seconds_1_worker"] / report["seconds_2_workers"] > 0
+    assert "sweep scaling: 2 points, window start .. +3min" in report["text"]
