@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pandas as pd
 from tqdm import tqdm
 
@@ -124,8 +125,12 @@ def run_point(raw_config: dict, meta: dict, out: str) -> str | None:
     out_dir = Path(out)
     staging = out_dir / f".tmp-{meta['point_id']}-{uuid.uuid4().hex[:8]}"
     try:
+        config = parse_config(raw_config, source=meta["point_id"])
+        # A sweep already runs a point per core: a signal worker per point would double the
+        # processes on the same cores (and fork a process that may run other points' threads).
+        config = msgspec.structs.replace(config, signal=msgspec.structs.replace(config.signal, worker=False))
         with _ENGINE_LOCK:
-            result = run_backtest(parse_config(raw_config, source=meta["point_id"]), out=staging)
+            result = run_backtest(config, out=staging)
         (result.run_dir / "point.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
         final = out_dir / meta["point_id"]
         if final.exists():

@@ -94,9 +94,11 @@ class SweepSpec:
 
 
 def config_hash(config: BacktestConfig) -> str:
-    """Identifies what a point computes; where its output goes (run.out) does not change that."""
+    """Identifies what a point computes; where its output goes (run.out) and whether its signal is
+    computed in a worker process (signal.worker: the same rows either way) do not change that."""
     resolved = config.to_dict()
     resolved["run"].pop("out")
+    resolved["signal"].pop("worker")
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -219,3 +219,20 @@ def test_the_sweep_bench_runs_the_tapes_start_whatever_window_the_config_trades(
     assert report["end"] == "+3min" and len(report["runs_1_worker"]) == len(report["runs_2_workers"]) == 1
     assert report["speedup"] == report["seconds_1_worker"] / report["seconds_2_workers"] > 0
     assert "sweep scaling: 2 points, window start .. +3min" in report["text"]
+
+
+def test_a_sweep_point_computes_its_signal_in_its_own_process(tmp_path):
+    """A sweep runs a point per core already: its points never fork a signal worker, and whether
+    one did is no part of what identifies a point."""
+    from backtests.sweep import run_point
+    from backtests.sweep_config import config_hash
+
+    config = load_config(ROOT / "backtests/configs/sample.toml",
+                         {"run.start": "+0s", "run.end": "+4min", "strategy.use_signal": True})
+    assert config.signal.worker  # the default, which a plain backtest on two cores would use
+    assert run_point(config.to_dict(), {"point_id": "p1"}, str(tmp_path)) is None
+    metrics = json.loads((tmp_path / "p1" / "metrics.json").read_text())
+    assert metrics["signal_worker"] is False and metrics["signal"]["model_blocks"] > 0
+    off = load_config(ROOT / "backtests/configs/sample.toml",
+                      {"run.start": "+0s", "run.end": "+4min", "strategy.use_signal": True, "signal.worker": False})
+    assert config_hash(off) == config_hash(config)
