@@ -132,7 +132,7 @@ def run_bench(config_path: str, catalog: str | None = None, end: str | None = No
             r = measure(mode)
             walls[mode].append(r["wall_seconds"])
             if mode in results and r["orders"] != results[mode]["orders"]:
-                raise RuntimeError(f"bench mode {mode} sent {r['orders']} orders, then {results[mode]['orders']}: "
+                raise RuntimeError(f"bench mode {mode} sent {results[mode]['orders']} orders, then {r['orders']}: "
                                    "the same run must send the same orders")
             if mode not in results or r["wall_seconds"] < results[mode]["wall_seconds"]:
                 results[mode] = r

@@ -95,14 +95,17 @@ def run_backtest(
     engine.add_actor(CachePurger())
     register_halt_endpoint(engine.kernel.msgbus, engine.kernel.risk_engine)
 
-    wall0 = time.perf_counter()
-    # What exists before the run (modules, the engine, the model) is not garbage: frozen, the
-    # collector stops rescanning it on every full collection (~2% of a run), and a forked signal
-    # worker does not copy its pages by touching their collector headers. Unfrozen after the run.
+    # What exists before the run (modules, the engine) is not garbage: frozen, the collector stops
+    # rescanning it on every full collection (~2% of a run), and a forked signal worker does not
+    # copy its pages by touching their collector headers. Collected first, so that what an earlier
+    # run in this process left (a sweep worker's) is freed rather than kept frozen; unfrozen after.
+    gc.collect()
     gc.freeze()
+    wall0 = time.perf_counter()
     replay = signal_actor if precomputed else None
-    signal_worker = replay is not None and config.signal.worker and replay.start_worker()
+    signal_worker = False
     try:
+        signal_worker = replay is not None and config.signal.worker and replay.start_worker()
         events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress, replay, feed)
         if replay is not None:
             replay.finish()
@@ -297,11 +300,12 @@ def stream(engine: BacktestEngine, tape: Tape, start_ns: int, end_ns: int, chunk
         signal.prepare(*_chunk_parts(current))
     while current is not None:
         batches, trades, columns = _chunk_parts(current)
+        current = None
         if signal is not None:
             signal.deliver(batches)
-        current = next(parts, None)
-        if current is not None and signal is not None:
-            signal.prepare(*_chunk_parts(current))
+            current = next(parts, None)  # read ahead only for the signal: two chunks in memory
+            if current is not None:
+                signal.prepare(*_chunk_parts(current))
         if feed is not None:
             feed.columns = columns
         # Trades first so that, at equal timestamps, a block's prints precede its book batch
@@ -315,6 +319,8 @@ def stream(engine: BacktestEngine, tape: Tape, start_ns: int, end_ns: int, chunk
         events += len(trades) + sum(len(b.deltas) for b in batches)
         last = max(batches[-1].ts_init if batches else 0, trades[-1].ts_init if trades else 0)
         bar.update(round((last - start_ns) / NS) - bar.n)
+        if signal is None:
+            current = next(parts, None)
     bar.close()
     if feed is not None:
         feed.columns = None

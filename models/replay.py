@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 import traceback
 from collections import deque
@@ -50,6 +51,7 @@ class PlainChunk(NamedTuple):
 
 
 TRADE, BATCH = 0, 1
+RESULT_TIMEOUT_S = 600.0  # a worker silent this long is stuck (a chunk takes it well under a second)
 
 
 def plain_chunk(batches: list[OrderBookDeltas], trades: list[TradeTick], columns: DeltaColumns | None) -> PlainChunk:
@@ -194,22 +196,31 @@ class PrecomputeWorker:
         breaker) into the run's engine, whose summary the run reports."""
         if self._sent:
             raise RuntimeError(f"signal worker: closed with {self._sent} chunk(s) not collected")
-        self._conn.send(None)
+        try:
+            self._conn.send(None)
+        except OSError as exc:
+            raise self._died() from exc
         _, stats, latencies, open_until_ns, slow_streak = self._receive()
         engine = self._engine
         engine.stats, engine.latencies_us, engine.open_until_ns, engine.slow_streak = (
             stats, latencies, open_until_ns, slow_streak)
         self.terminate()
 
-    def terminate(self) -> None:
+    def terminate(self, wait_s: float = 5.0) -> None:
+        """Stop the process, done or not (idempotent): it exits by itself once the pipe closes;
+        after `wait_s` it is killed."""
         self._conn.close()
-        self._process.join(timeout=5)
+        self._process.join(timeout=wait_s)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
 
     def _receive(self) -> tuple:
         try:
+            if not self._conn.poll(RESULT_TIMEOUT_S):
+                self.terminate(wait_s=0.0)
+                raise RuntimeError(f"signal worker (pid {self._process.pid}) sent nothing for {RESULT_TIMEOUT_S:g} s "
+                                   "(a chunk takes it well under a second): stopped")
             message = self._conn.recv()
         except (EOFError, OSError) as exc:
             raise self._died() from exc
@@ -224,9 +235,11 @@ class PrecomputeWorker:
 
 
 def can_fork_worker() -> bool:
-    """Whether a run may fork a signal worker here: a second core to run it on, fork itself, and
-    a process allowed children (a sweep's pool workers are daemons, and already fill the cores)."""
-    return ((os.cpu_count() or 1) >= 2 and "fork" in multiprocessing.get_all_start_methods()
+    """Whether a run may fork a signal worker here: Linux, a second core to run it on, and a
+    process allowed children (a daemon process may not have any). Sweeps turn the worker off
+    for their points themselves: they already run a point per core."""
+    return (sys.platform.startswith("linux")  # fork after torch or NautilusTrader is unsafe on macOS
+            and len(os.sched_getaffinity(0)) >= 2  # the cores this process may run on
             and not multiprocessing.current_process().daemon)
 
 
@@ -281,7 +294,10 @@ class SignalReplayActor(Actor):
         """The tape has ended: stop the worker, taking its engine's state into `engine`."""
         if self.worker is not None:
             worker, self.worker = self.worker, None
-            worker.close()
+            try:
+                worker.close()
+            finally:
+                worker.terminate()
 
     def abandon(self) -> None:
         """The run failed: stop the worker without waiting for its state."""

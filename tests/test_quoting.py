@@ -308,10 +308,39 @@ def test_a_quiet_check_holds_only_until_an_order_ages_out_or_the_signal_turns():
     assert not ahead._needs_requote(top, t + 4)
     assert ahead._needs_requote(top, t + 5)
 
-    filled = quiet_strategy(None, submitted=t)
-    assert not filled._needs_requote(top, t)
-    filled.dirty = True  # a fill or a cancel
-    assert filled._needs_requote(top, t)
+    moved = quiet_strategy(None, submitted=t)
+    assert not moved._needs_requote(top, t)
+    # a new top of book (the next batch): checked afresh, not answered from the last "no"
+    assert moved._needs_requote(Top(0.5010, 0.5012, 1000.0, 1000.0), t)
+    assert not moved._needs_requote(Top(0.5000, 0.5002, 1000.0, 1000.0), t)  # equal values, new object
+
+
+def test_the_top_of_book_is_read_again_whenever_the_book_changes():
+    from nautilus_trader.model.book import OrderBook
+    from nautilus_trader.model.data import BookOrder, OrderBookDelta
+    from nautilus_trader.model.enums import BookAction, BookType, OrderSide
+    from nautilus_trader.model.identifiers import InstrumentId
+    from nautilus_trader.model.objects import Price, Quantity
+
+    from strategies.market_maker import MarketMaker
+
+    iid = InstrumentId.from_str("SEI/USDC.SEI")
+    book = OrderBook(iid, BookType.L2_MBP)
+
+    def put(side, price, size, ts):
+        order = BookOrder(side, Price.from_str(price), Quantity.from_str(size), 0)
+        book.apply_delta(OrderBookDelta(iid, BookAction.UPDATE, order, 0, 0, ts, ts))
+
+    put(OrderSide.BUY, "0.5000", "100", 1)
+    put(OrderSide.SELL, "0.5002", "100", 1)
+    strategy = MarketMaker(MarketMakerConfig(instrument_id="SEI/USDC.SEI"))
+    strategy.book = book
+    first = strategy._top()
+    assert first == Top(0.5, 0.5002, 100.0, 100.0) and strategy._top() is first  # unchanged: read once
+    put(OrderSide.BUY, "0.5000", "40", 1)  # same time, new size at the touch
+    assert strategy._top() == Top(0.5, 0.5002, 40.0, 100.0)
+    put(OrderSide.SELL, "0.5001", "5", 2)
+    assert strategy._top() == Top(0.5, 0.5001, 40.0, 5.0)
 
 
 def _clamp_reference(s: Signal, shift: float, lo: float, hi: float, widen: float) -> Signal:
