@@ -284,9 +284,10 @@ def _signal_actor(config: BacktestConfig, instrument_id):
 
 def stream(engine: BacktestEngine, tape: Tape, start_ns: int, end_ns: int, chunk_minutes: int, progress: bool,
            signal: SignalReplayActor | None = None, feed: ColumnFeed | None = None) -> int:
-    """Feed the tape window into the engine chunk by chunk. The tape is read a chunk ahead: the
-    replayed `signal` gets each chunk's signal (`deliver`) just before the engine gets the chunk,
-    then the next chunk (`prepare`), whose signal a worker computes while the engine runs this one.
+    """Feed the tape window into the engine chunk by chunk. With a replayed `signal` the tape is
+    read a chunk ahead: the signal gets each chunk's signal (`deliver`) just before the engine gets
+    the chunk, then the next chunk (`prepare`), whose signal a worker computes while the engine
+    runs this one.
 
     That order matters with a worker: when the run sends it a chunk, the worker has sent all it
     owed and is waiting to read, so neither side can block writing to the other (sending chunk
