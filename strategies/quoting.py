@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
 
 from strategies.config import MarketMakerConfig
@@ -188,19 +189,27 @@ def match_ladder(
     """
     keep: list[object] = []
     send: list[Quote] = []
+    keep_fraction = 1 - size_tolerance
     for side, sign in ((BUY, 1), (SELL, -1)):
-        pool = sorted((r for r in resting if r.side == side), key=lambda r: -sign * r.price_ticks)
-        for quote in sorted((q for q in desired if q.side == side), key=lambda q: -sign * q.price_ticks):
-            lo_lots = math.ceil(quote.qty_lots * (1 - size_tolerance) - 1e-9)
-            found = None
-            for r in pool:
-                behind = sign * (quote.price_ticks - r.price_ticks)  # ticks less aggressive than wanted
-                if 0 <= behind <= hysteresis_ticks and lo_lots <= r.qty_lots <= quote.qty_lots:
-                    found = r
+        # Most aggressive first; a stable sort (reverse=True keeps ties in their order), so that
+        # ties go to the order listed first. It runs on every requote: no key function per item.
+        pool = [r for r in resting if r.side == side]
+        pool.sort(key=_RESTING_PRICE, reverse=sign > 0)
+        quotes = [q for q in desired if q.side == side]
+        quotes.sort(key=_QUOTE_PRICE, reverse=sign > 0)
+        for quote in quotes:
+            lo_lots = math.ceil(quote.qty_lots * keep_fraction - 1e-9)
+            want, qty = quote.price_ticks, quote.qty_lots
+            for i, r in enumerate(pool):
+                behind = sign * (want - r.price_ticks)  # ticks less aggressive than wanted
+                if 0 <= behind <= hysteresis_ticks and lo_lots <= r.qty_lots <= qty:
+                    keep.append(r.key)
+                    del pool[i]
                     break
-            if found is None:
-                send.append(quote)
             else:
-                pool.remove(found)
-                keep.append(found.key)
+                send.append(quote)
     return keep, send
+
+
+_RESTING_PRICE = itemgetter(2)  # Resting.price_ticks
+_QUOTE_PRICE = itemgetter(1)  # Quote.price_ticks

@@ -227,6 +227,37 @@ def test_kept_orders_never_take_more_risk_than_the_quotes_they_stand_in_for(desi
             assert 0 <= sign * (q.price_ticks - o.price_ticks) <= hysteresis
 
 
+def _match_ladder_reference(desired, resting, hysteresis_ticks, size_tolerance):
+    """match_ladder as first written (key functions and list.remove): the rewrite must give the
+    same keeps and sends in the same order, as the orders it sends are numbered in that order."""
+    keep, send = [], []
+    for side, sign in ((BUY, 1), (SELL, -1)):
+        pool = sorted((r for r in resting if r.side == side), key=lambda r: -sign * r.price_ticks)
+        for quote in sorted((q for q in desired if q.side == side), key=lambda q: -sign * q.price_ticks):
+            lo_lots = math.ceil(quote.qty_lots * (1 - size_tolerance) - 1e-9)
+            found = None
+            for r in pool:
+                behind = sign * (quote.price_ticks - r.price_ticks)
+                if 0 <= behind <= hysteresis_ticks and lo_lots <= r.qty_lots <= quote.qty_lots:
+                    found = r
+                    break
+            if found is None:
+                send.append(quote)
+            else:
+                pool.remove(found)
+                keep.append(found.key)
+    return keep, send
+
+
+@settings(max_examples=500, deadline=None)
+@given(desired=st.lists(quotes_st, max_size=8), resting=st.lists(quotes_st, max_size=8),
+       hysteresis=st.integers(0, 3), tolerance=st.floats(0, 0.9))
+def test_match_ladder_keeps_and_sends_in_the_reference_order(desired, resting, hysteresis, tolerance):
+    orders = [Resting(i, q.side, q.price_ticks, q.qty_lots) for i, q in enumerate(resting)]
+    assert match_ladder(desired, orders, hysteresis, tolerance) == _match_ladder_reference(
+        desired, orders, hysteresis, tolerance)
+
+
 def test_hysteresis_keeps_a_ladder_that_lags_one_tick_but_moves_one_that_is_too_aggressive():
     ladder = lambda top: [Quote(BUY, top - i, 10, i) for i in range(3)]  # noqa: E731
     resting = [Resting(k, BUY, 4000 - k, 10) for k in range(3)]
