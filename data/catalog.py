@@ -167,51 +167,62 @@ class Tape:
             deltas.sort(key=_DELTA_ORDER)
             trades.sort(key=_trade_order)
             if deltas or trades or seed:
-                batches = batch_deltas(deltas)
                 if not columns:
-                    yield seed + batches, trades
+                    yield seed + batch_deltas(deltas), trades
                 else:
-                    cols = self._columns(t, t_end, len(deltas), batches)
+                    batches, cols = self._columns(t, t_end, deltas)
                     if cols is not None and seed:
                         cols.extend(DeltaColumns.of_batches(seed))
                     yield seed + batches, trades, cols
                 seed = []
             t = t_end + 1
 
-    def _columns(self, t: int, t_end: int, n_deltas: int, batches: list[OrderBookDeltas]) -> DeltaColumns | None:
-        """The deltas stamped in [t, t_end] as columns, in the batches' order, or None unless they
-        match the batches one to one (the same count, each batch's rows ending with its F_LAST delta
-        at its time, no two deltas with the same time and sequence)."""
+    def _columns(
+        self, t: int, t_end: int, deltas: list[OrderBookDelta]
+    ) -> tuple[list[OrderBookDeltas], DeltaColumns | None]:
+        """The chunk's book batches (`deltas` stamped in [t, t_end], in (ts_init, sequence) order)
+        and the same deltas as columns, read from the catalog's Arrow files; the columns are None
+        (and the batches grouped from the objects, `batch_deltas`) unless the rows match the
+        objects one to one: the same count, no two with the same time and sequence, and each
+        batch's last object at its row's time and sequence.
+
+        The batches are cut where the rows' flags say F_LAST, which reads one flag column instead
+        of every object's flags (both are the same rows, in the same order)."""
         if self._deltas is None:
             key = str(self.instrument.id).replace("/", "")
             files = sorted((self.path / "data" / "order_book_delta" / key).glob("*.parquet"))
             object.__setattr__(self, "_deltas", _RowGroups(files))
-        if not batches:
-            return None
+        n_deltas = len(deltas)
+        if not deltas:
+            return [], None
         table = self._deltas.read(t, t_end)
         if table.num_rows != n_deltas or any(table.schema.field(name).type != _RAW_TYPE for name in ("price", "size")):
-            return None  # not these batches, or values not in the 16-byte raw form read below
+            return batch_deltas(deltas), None  # not these deltas, or values not in the 16-byte raw form read below
         ts = table.column("ts_init").to_numpy()
         seq = table.column("sequence").to_numpy()
         order = np.lexsort((seq, ts))
         ts, seq = ts[order], seq[order]
         if n_deltas > 1 and np.any((ts[1:] == ts[:-1]) & (seq[1:] == seq[:-1])):
-            return None
+            return batch_deltas(deltas), None
         flags = table.column("flags").to_numpy()[order]
-        ends = np.flatnonzero(flags & F_LAST) + 1
-        if len(ends) != len(batches) or ends[-1] != n_deltas:
-            return None
-        if ts[ends - 1].tolist() != [batch.ts_init for batch in batches]:
-            return None
+        ends = (np.flatnonzero(flags & F_LAST) + 1).tolist()
+        if not ends or ends[-1] != n_deltas:
+            return batch_deltas(deltas), None  # deltas after the last F_LAST: batch_deltas says where
+        lasts = [deltas[end - 1] for end in ends]
+        if ([d.ts_init for d in lasts] != ts[np.subtract(ends, 1)].tolist()
+                or [d.sequence for d in lasts] != seq[np.subtract(ends, 1)].tolist()):
+            return batch_deltas(deltas), None
+        iid = self.instrument.id
+        batches = [OrderBookDeltas(iid, deltas[start:end]) for start, end in zip([0, *ends[:-1]], ends, strict=True)]
         raws, size_raws = _raw_values(table.column("price"), order), _raw_values(table.column("size"), order)
         cols = DeltaColumns(table.column("action").to_numpy()[order].tolist(),
                             table.column("side").to_numpy()[order].tolist(), raws,
                             [r / FIXED_SCALAR for r in raws], [r / FIXED_SCALAR for r in size_raws], size_raws)
         start = 0
-        for batch, end in zip(batches, ends.tolist(), strict=True):
+        for batch, end in zip(batches, ends, strict=True):
             cols.place(batch, start, end)
             start = end
-        return cols
+        return batches, cols
 
     def snapshot(self, ts_ns: int) -> OrderBookDeltas:
         """The book as it stood at `ts_ns`, as one CLEAR + ADD batch stamped `ts_ns`.

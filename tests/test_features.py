@@ -24,7 +24,7 @@ from nautilus_trader.model.data import BookOrder, OrderBookDelta, OrderBookDelta
 from nautilus_trader.model.enums import AggressorSide, BookAction, BookType
 from nautilus_trader.model.objects import Quantity
 
-from data.catalog import Tape, open_tape
+from data.catalog import F_LAST, Tape, batch_deltas, open_tape
 from models.features import (
     DIRECTIONAL,
     FEATURE_NAMES,
@@ -446,11 +446,40 @@ def test_a_chunks_delta_columns_read_from_arrow_are_its_batches_deltas(catalog, 
 
 
 def test_a_chunk_whose_rows_do_not_match_its_batches_gets_no_columns():
-    """The guard behind the columns: a count that differs from the objects' means no columns (the
-    book then decodes the objects), never misaligned rows."""
+    """The guard behind the columns: deltas that differ from the rows (one more, a batch fewer, or
+    one batch's last delta replaced) mean no columns (the book then decodes the objects) and batches
+    grouped from the objects themselves, never misaligned rows."""
     tape = open_tape(SAMPLE)
-    batches, _ = next(tape.parts(tape.start_ns, tape.start_ns + 60 * S))
-    n = sum(len(b.deltas) for b in batches)
-    assert tape._columns(tape.start_ns, tape.start_ns + 60 * S, n, batches) is not None
-    assert tape._columns(tape.start_ns, tape.start_ns + 60 * S, n + 1, batches) is None
-    assert tape._columns(tape.start_ns, tape.start_ns + 60 * S, n, batches[:-1]) is None
+    lo, hi = tape.start_ns, tape.start_ns + 60 * S
+    deltas = tape.catalog.query(OrderBookDelta, identifiers=[str(tape.instrument.id)], start=lo, end=hi)
+    deltas.sort(key=lambda d: (d.ts_init, d.sequence))
+    batches, cols = tape._columns(lo, hi, deltas)
+    assert cols is not None and _batch_keys(batches) == _batch_keys(batch_deltas(deltas))
+    extra = OrderBookDelta(deltas[-1].instrument_id, deltas[-1].action, deltas[-1].order, F_LAST,
+                           deltas[-1].sequence + 1, deltas[-1].ts_event, deltas[-1].ts_init)
+    assert tape._columns(lo, hi, [*deltas, extra])[1] is None
+    assert tape._columns(lo, hi, deltas[:-len(batches[-1].deltas)])[1] is None  # a batch fewer
+    # The first batch's last delta, stamped with a later sequence: every count still matches.
+    end = len(batches[0].deltas) - 1
+    moved = OrderBookDelta(deltas[end].instrument_id, deltas[end].action, deltas[end].order, deltas[end].flags,
+                           deltas[end].sequence + 10**6, deltas[end].ts_event, deltas[end].ts_init)
+    shifted, shifted_cols = tape._columns(lo, hi, [*deltas[:end], moved, *deltas[end + 1:]])
+    assert shifted_cols is None and len(shifted) == len(batches)
+
+
+def _batch_keys(batches) -> list[list[tuple]]:
+    return [[(d.ts_init, d.sequence, d.flags, int(d.action)) for d in b.deltas] for b in batches]
+
+
+def test_the_chunks_batches_are_the_same_with_or_without_columns():
+    """Columns or not, `Tape.parts` groups the same deltas into the same book batches (with
+    columns they are cut where the rows' F_LAST flags are, without where the objects' are)."""
+    tape = open_tape(SAMPLE)
+    lo = tape.start_ns + 30 * 60 * S  # a seed snapshot first, then the window's batches
+    plain = list(tape.parts(lo, lo + 20 * 60 * S, chunk_ns=5 * 60 * S))
+    with_cols = list(tape.parts(lo, lo + 20 * 60 * S, chunk_ns=5 * 60 * S, columns=True))
+    assert len(plain) == len(with_cols) >= 4
+    for (batches, trades), (col_batches, col_trades, cols) in zip(plain, with_cols, strict=True):
+        assert cols is not None
+        assert _batch_keys(batches) == _batch_keys(col_batches) and len(batches) > 100
+        assert trades == col_trades
