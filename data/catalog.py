@@ -145,20 +145,25 @@ class Tape:
         end_ns: int | None = None,
         chunk_ns: int = 15 * 60 * 1_000_000_000,
         columns: bool = False,
+        first_chunk_ns: int | None = None,
     ) -> Iterator[tuple]:
         """Yield the tape window chunk by chunk as (book batches, trades), each in time order.
 
         Deltas are grouped into `OrderBookDeltas` batches ending at each F_LAST delta. With
         `columns`, each chunk also comes with its batches' `DeltaColumns`, read from the catalog's
         Arrow files (None for a chunk whose rows could not be matched to its batches one to one).
+        `first_chunk_ns` makes the first chunk that long (a consumer that works a chunk ahead
+        waits for the first one alone); every later chunk is `chunk_ns` long.
         """
         lo = self.start_ns if start_ns is None else max(start_ns, self.start_ns)
         hi = self.end_ns if end_ns is None else min(end_ns, self.end_ns)
         ident = [str(self.instrument.id)]
         seed = [self.snapshot(lo - 1)] if lo > self.start_ns else []
         t = lo
+        span = chunk_ns if first_chunk_ns is None else first_chunk_ns
         while t <= hi:
-            t_end = min(t + chunk_ns - 1, hi)
+            t_end = min(t + span - 1, hi)
+            span = chunk_ns
             deltas = self.catalog.query(OrderBookDelta, identifiers=ident, start=t, end=t_end)
             trades = self.catalog.query(TradeTick, identifiers=ident, start=t, end=t_end)
             # A time-filtered query sorts by ts_init only and is not stable across parquet row

@@ -483,3 +483,18 @@ def test_the_chunks_batches_are_the_same_with_or_without_columns():
         assert cols is not None
         assert _batch_keys(batches) == _batch_keys(col_batches) and len(batches) > 100
         assert trades == col_trades
+
+
+def test_a_short_first_chunk_changes_where_chunks_end_not_what_they_hold():
+    """`first_chunk_ns`: the first chunk that long, then `chunk_ns` chunks; the same batches and
+    prints, in the same order, as uniform chunks."""
+    tape = open_tape(SAMPLE)
+    lo, hi = tape.start_ns, tape.start_ns + 20 * 60 * S
+    uniform = list(tape.parts(lo, hi, chunk_ns=5 * 60 * S, columns=True))
+    short = list(tape.parts(lo, hi, chunk_ns=5 * 60 * S, columns=True, first_chunk_ns=60 * S))
+    assert len(short) == len(uniform) + 1
+    assert short[0][0][-1].ts_init < lo + 60 * S <= short[1][0][0].ts_init
+    assert short[2][0][0].ts_init >= lo + 6 * 60 * S > short[1][0][-1].ts_init
+    assert all(cols is not None for _, _, cols in short)
+    assert _batch_keys([b for bs, _, _ in short for b in bs]) == _batch_keys([b for bs, _, _ in uniform for b in bs])
+    assert [t for _, ts, _ in short for t in ts] == [t for _, ts, _ in uniform for t in ts]
