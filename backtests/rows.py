@@ -8,6 +8,7 @@ the tape; here rows are appended to a small list (fast) that is turned into a Da
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 
@@ -33,8 +34,9 @@ class RowBuffer:
     def _frame(self, rows: list[tuple]) -> pd.DataFrame:
         if not rows:
             frame = pd.DataFrame(rows, columns=self.columns)
-        else:  # column lists: pandas infers each column once instead of walking rows
-            frame = pd.DataFrame(dict(zip(self.columns, map(list, zip(*rows, strict=True)), strict=True)))
+        else:  # column by column: pandas infers each column once instead of walking rows
+            frame = pd.DataFrame({name: _column(values)
+                                  for name, values in zip(self.columns, zip(*rows, strict=True), strict=True)})
         return frame.astype(self.dtypes) if self.dtypes else frame
 
     def frame(self) -> pd.DataFrame:
@@ -43,3 +45,19 @@ class RowBuffer:
         if len(parts) == 1:
             return parts[0]
         return pd.concat(parts, ignore_index=True)
+
+
+# A column of one Python type becomes its numpy array directly: pandas would make an object array
+# of it first and then infer the type it already has (most of a chunk's cost). Anything else (None,
+# strings, mixed types, ints beyond int64) is left to pandas' inference.
+_NUMPY_TYPES = {float: np.float64, int: np.int64, bool: np.bool_}
+
+
+def _column(values: tuple) -> np.ndarray | list:
+    types = set(map(type, values))
+    if len(types) == 1 and (dtype := _NUMPY_TYPES.get(types.pop())) is not None:
+        try:
+            return np.array(values, dtype=dtype)
+        except OverflowError:
+            pass
+    return list(values)

@@ -8,13 +8,15 @@ from hypothesis import strategies as st
 
 from backtests.rows import RowBuffer
 
-COLUMNS = ["ts", "price", "tag", "flag"]
+COLUMNS = ["ts", "price", "tag", "flag", "raw", "fill"]
 # What a recorder's rows hold: times, floats (NaN, missing), strings, flags.
 VALUES = {
     "ts": st.integers(0, 2**62),
     "price": st.one_of(st.none(), st.floats(allow_nan=True), st.integers(-5, 5)),
     "tag": st.one_of(st.none(), st.text(max_size=4)),
     "flag": st.one_of(st.booleans(), st.none()),
+    "raw": st.integers(0, 2**64 - 1),  # past int64 (uint64): pandas decides, as it does row-wise
+    "fill": st.floats(allow_nan=False),  # often all floats: a numpy column of its own
 }
 ROWS = st.lists(st.tuples(*(VALUES[c] for c in COLUMNS)), max_size=40)
 
