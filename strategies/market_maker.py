@@ -256,10 +256,12 @@ class MarketMaker(Strategy):
         if seen == self._top_seen:
             return self._top_seen_top
         bid, ask = book.best_bid_price(), book.best_ask_price()
-        if bid is None or ask is None or bid >= ask:
+        if bid is None or ask is None:
             top = None
-        else:
-            top = Top(float(bid), float(ask), float(book.best_bid_size()), float(book.best_ask_size()))
+        else:  # compared as floats: comparing two Price objects costs more than the whole Top
+            bid_px, ask_px = bid.as_double(), ask.as_double()
+            top = (None if bid_px >= ask_px
+                   else Top(bid_px, ask_px, book.best_bid_size().as_double(), book.best_ask_size().as_double()))
         self._top_seen, self._top_seen_top = seen, top
         return top
 

@@ -372,6 +372,11 @@ def test_the_top_of_book_is_read_again_whenever_the_book_changes():
     assert strategy._top() == Top(0.5, 0.5002, 40.0, 100.0)
     put(OrderSide.SELL, "0.5001", "5", 2)
     assert strategy._top() == Top(0.5, 0.5001, 40.0, 5.0)
+    put(OrderSide.BUY, "0.5001", "7", 3)  # a locked book (bid at the ask) has no top to quote on
+    assert strategy._top() is None
+    book.apply_delta(OrderBookDelta(iid, BookAction.DELETE, BookOrder(
+        OrderSide.SELL, Price.from_str("0.5001"), Quantity.from_str("0"), 0), 0, 0, 4, 4))
+    assert strategy._top() == Top(0.5001, 0.5002, 7.0, 100.0)
 
 
 def _clamp_reference(s: Signal, shift: float, lo: float, hi: float, widen: float) -> Signal:
