@@ -101,8 +101,9 @@ class BookLevels:
         self.feed = feed  # where a batch's columns may already be
 
     def apply_deltas(self, deltas: OrderBookDeltas, watch: LevelWatch | None = None) -> dict | None:
-        """Apply a batch. With `watch`, also return the caller's keys of the watched levels the
-        batch touched, in the order first touched (a CLEAR touches every watched level, in the
+        """Apply a batch. With `watch`, also return the watched levels the batch touched, as the
+        caller's key -> the level's raw size once the whole batch is applied (0 where it has no
+        level then), in the order first touched (a CLEAR touches every watched level, in the
         watch's order, and starts the order afresh)."""
         cols = self.feed.columns if self.feed is not None else None
         span = cols.span(deltas) if cols is not None else None
@@ -126,7 +127,7 @@ class BookLevels:
                 bid_keys.clear()
                 ask_keys.clear()
                 if watch is not None:
-                    touched = dict.fromkeys(watch.keys)
+                    touched = dict.fromkeys(watch.keys, 0)
                 continue
             if side == _BUY:
                 levels, keys, key = bids, bid_keys, -raw
@@ -137,7 +138,7 @@ class BookLevels:
             if watched is not None:
                 mine = watched[side].get(raw)
                 if mine is not None:
-                    touched[mine] = None
+                    touched[mine] = 0 if action == _DELETE else size_raw  # its size so far in the batch
             if action == _DELETE:
                 if levels.pop(raw, None) is not None:
                     del keys[bisect_left(keys, key)]

@@ -385,7 +385,8 @@ _PRICES = [f"{p / 100:.2f}" for p in range(100, 116)]
 @st.composite
 def delta_streams(draw):
     """Batches of random deltas over a few prices: adds and updates at new and existing levels,
-    deletes of present and absent ones, clears, a side left empty or crossing the other."""
+    deletes of present and absent ones (with or without a size), clears, a side left empty or
+    crossing the other."""
     from nautilus_trader.model.enums import OrderSide
     from nautilus_trader.model.identifiers import InstrumentId
     from nautilus_trader.model.objects import Price
@@ -398,11 +399,43 @@ def delta_streams(draw):
         for _ in range(draw(st.integers(1, 8))):
             action = draw(st.sampled_from(actions))
             side = draw(st.sampled_from([OrderSide.BUY, OrderSide.SELL]))
-            size = "0" if action in (BookAction.DELETE, BookAction.CLEAR) else str(draw(st.integers(1, 50)))
+            # A delete may carry the size the level had (some feeds send it): it deletes the level all the same.
+            lowest = 0 if action == BookAction.DELETE else 1
+            size = "0" if action == BookAction.CLEAR else str(draw(st.integers(lowest, 50)))
             order = BookOrder(side, Price.from_str(draw(st.sampled_from(_PRICES))), Quantity.from_str(size), 0)
             deltas.append(OrderBookDelta(iid, action, order, 0, 0, 0, 0))
         batches.append(OrderBookDeltas(iid, deltas))
     return iid, batches
+
+
+@settings(max_examples=300, deadline=None)
+@given(delta_streams(), st.sets(st.tuples(st.sampled_from([1, 2]), st.sampled_from(_PRICES)), max_size=6))
+def test_a_watched_level_reports_its_size_once_the_whole_batch_is_applied(stream, watched):
+    """What the queue module reads of a batch: each watched level the batch touched (a CLEAR
+    touches them all), with its raw size after the whole batch (0 where it has no level), in the
+    order first touched (from the last CLEAR on); levels it did not touch, not at all."""
+    from nautilus_trader.model.objects import Price
+
+    from data.levels import BookLevels, LevelWatch
+
+    raws = {(side, Price.from_str(price).raw): (side, price) for side, price in sorted(watched)}
+    watch = LevelWatch(raws)
+    iid, batches = stream
+    levels = BookLevels()
+    for batch in batches:
+        got = levels.apply_deltas(batch, watch)
+        order: dict = {}
+        for delta in batch.deltas:
+            if delta.action == BookAction.CLEAR:
+                order = dict.fromkeys(raws.values())
+            elif (key := raws.get((int(delta.order.side), delta.order.price.raw))) is not None:
+                order[key] = None
+        after = {}
+        for (side, raw), key in raws.items():
+            level = levels.level(side, raw)
+            after[key] = 0 if level is None else level[2]
+        assert list(got) == list(order)
+        assert got == {key: after[key] for key in order}
 
 
 @settings(max_examples=300, deadline=None)

@@ -108,7 +108,6 @@ class QueueFillModule(SimulationModule):
                 self._fill(fills, "trade_fills")
 
     def _on_deltas(self, deltas: OrderBookDeltas) -> None:
-        levels = self.queue.levels
         if not self.live:
             self.book.apply_deltas(deltas)
             return
@@ -116,13 +115,13 @@ class QueueFillModule(SimulationModule):
         # once the whole batch is applied (0 where the batch deleted it). A snapshot (CLEAR, then
         # the levels again) that re-adds a level's size changed nothing there, and must not move
         # us to the front of the queue on the way.
-        tick = self.tick_raw
         if self._watch[0] is not self.queue.version:
+            tick = self.tick_raw
             self._watch = (self.queue.version, LevelWatch(
-                {(_BUY if is_buy else _SELL, price * tick): (is_buy, price) for is_buy, price in levels}))
-        for is_buy, price in self.book.apply_deltas(deltas, self._watch[1]):
-            level = self.book.level(_BUY if is_buy else _SELL, price * tick)
-            self.queue.on_depth(is_buy, price, 0 if level is None else level[2] // self.lot_raw)
+                {(_BUY if is_buy else _SELL, price * tick): (is_buy, price) for is_buy, price in self.queue.levels}))
+        lot_raw = self.lot_raw
+        for (is_buy, price), size_raw in self.book.apply_deltas(deltas, self._watch[1]).items():
+            self.queue.on_depth(is_buy, price, size_raw // lot_raw)
         self._cross()
 
     def _cross(self) -> None:
