@@ -26,11 +26,11 @@ from nautilus_trader.model.data import BookOrder, OrderBookDelta, OrderBookDelta
 from nautilus_trader.model.enums import AggressorSide, BookAction, BookType, OrderSide, RecordFlag
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import Instrument
-from nautilus_trader.model.objects import FIXED_SCALAR, Quantity
+from nautilus_trader.model.objects import Quantity
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
 import data.instrument  # noqa: F401  (registers the SEI currency before instruments are read back)
-from data.levels import DeltaColumns
+from data.levels import DeltaColumns, PackedColumns
 
 META_FILE = "flashmm_catalog.json"
 F_LAST = int(RecordFlag.F_LAST)
@@ -219,10 +219,9 @@ class Tape:
             return batch_deltas(deltas), None
         iid = self.instrument.id
         batches = [OrderBookDeltas(iid, deltas[start:end]) for start, end in zip([0, *ends[:-1]], ends, strict=True)]
-        raws, size_raws = _raw_values(table.column("price"), order), _raw_values(table.column("size"), order)
-        cols = DeltaColumns(table.column("action").to_numpy()[order].tolist(),
-                            table.column("side").to_numpy()[order].tolist(), raws,
-                            [r / FIXED_SCALAR for r in raws], [r / FIXED_SCALAR for r in size_raws], size_raws)
+        cols = DeltaColumns.of_packed(PackedColumns(
+            table.column("action").to_numpy()[order], table.column("side").to_numpy()[order],
+            _words(table.column("price"), order), _words(table.column("size"), order)))
         start = 0
         for batch, end in zip(batches, ends, strict=True):
             cols.place(batch, start, end)
@@ -297,17 +296,12 @@ class _RowGroups:
         return table.take(np.flatnonzero((ts >= t) & (ts <= t_end)))
 
 
-def _raw_values(column: pa.ChunkedArray, order: np.ndarray) -> list[int]:
-    """NautilusTrader's raw fixed-point values (16-byte little-endian signed integers) as Python
-    ints, in `order`. `raw / FIXED_SCALAR` is then exactly the value's `as_double()`
-    (tests/test_features.py checks every level of both tapes)."""
+def _words(column: pa.ChunkedArray, order: np.ndarray) -> np.ndarray:
+    """NautilusTrader's raw fixed-point values (16-byte little-endian signed integers) as rows of
+    two 64-bit words (low, high), in `order` (see `PackedColumns`)."""
     array = column.combine_chunks()
-    words = np.frombuffer(array.buffers()[1], dtype="<u8", count=2 * len(array),
-                          offset=16 * array.offset).reshape(-1, 2)[order]
-    low, high = words[:, 0], words[:, 1].view(np.int64)
-    if not high.any():
-        return low.tolist()
-    return [(h << 64) + lo for lo, h in zip(low.tolist(), high.tolist(), strict=True)]
+    return np.frombuffer(array.buffers()[1], dtype="<u8", count=2 * len(array),
+                         offset=16 * array.offset).reshape(-1, 2)[order]
 
 
 def batch_deltas(deltas: list[OrderBookDelta]) -> list[OrderBookDeltas]:

@@ -34,7 +34,7 @@ from nautilus_trader.model.data import DataType, OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import BookType
 from nautilus_trader.model.identifiers import InstrumentId
 
-from data.levels import BookLevels, DeltaColumns
+from data.levels import BookLevels, DeltaColumns, PackedColumns
 from models.features import OnlineFeatures
 from models.runtime import SignalEngine
 from models.signal_data import SignalData
@@ -46,7 +46,9 @@ class PlainChunk(NamedTuple):
     a batch's prints first. A stream item is (TRADE, ts_init, size, aggressor side as an int) or
     (BATCH, ts_init, first row, end row)."""
 
-    columns: tuple[list, list, list, list, list, list]  # DeltaColumns' actions .. size_raws
+    # DeltaColumns' lists (actions .. size_raws), or the arrays they unpack from where the run
+    # read them from the catalog (what goes to a worker: pickled at a fraction of the lists' cost)
+    columns: tuple[list, list, list, list, list, list] | PackedColumns
     stream: list[tuple[int, int, float | int, int]]
 
 
@@ -72,7 +74,8 @@ def plain_chunk(batches: list[OrderBookDeltas], trades: list[TradeTick], columns
             j += 1
         stream.append((BATCH, ts, start, end))
     stream += prints[j:]
-    cols = (columns.actions, columns.sides, columns.raws, columns.prices, columns.sizes, columns.size_raws)
+    cols = columns.packed or (columns.actions, columns.sides, columns.raws, columns.prices, columns.sizes,
+                              columns.size_raws)
     return PlainChunk(cols, stream)
 
 
@@ -88,7 +91,8 @@ class SignalPrecompute:
     def rows(self, chunk: PlainChunk) -> list[tuple | None]:
         """One entry per book batch of the chunk, in order: its signal's values (`SignalData`'s
         fields up to `fallback`), or None where the book gave no row."""
-        cols = DeltaColumns(*chunk.columns)
+        packed = chunk.columns
+        cols = DeltaColumns.of_packed(packed) if isinstance(packed, PackedColumns) else DeltaColumns(*packed)
         features, book = self.features, self.book
         rows: list[tuple[int, np.ndarray | None]] = []
         for kind, ts, a, b in chunk.stream:

@@ -474,8 +474,45 @@ def test_a_chunks_delta_columns_read_from_arrow_are_its_batches_deltas(catalog, 
             for name in ("actions", "sides", "raws", "prices", "sizes", "size_raws"):
                 assert getattr(cols, name)[a:b] == getattr(ref, name), (name, batch.ts_init)
             batches_seen += 1
+        # The arrays a worker gets instead (`packed`) are these rows, unless a seed snapshot was
+        # appended to the lists (a window's first chunk): then there are none to send.
+        seeded = chunks == 0 and start_s > 0
+        assert (cols.packed is None) == seeded
+        if not seeded:
+            assert cols.packed.unpack() == (cols.actions, cols.sides, cols.raws, cols.prices, cols.sizes,
+                                            cols.size_raws)
         chunks += 1
     assert chunks >= 2 and batches_seen > 1000
+
+
+_RAW = st.one_of(
+    st.integers(0, 2**64 - 1),  # within the low word: the vectorised conversion
+    st.integers(2**53 - 2**12, 2**53 + 2**12),  # where a double stops holding every integer
+    st.integers(-(2**127), 2**127 - 1),  # any 16-byte value: the per-value fallback
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_RAW, min_size=1, max_size=40), st.booleans())
+def test_packed_raw_values_unpack_to_pythons_ints_and_their_as_double(raws, low_only):
+    """`PackedColumns` turns each 16-byte raw value into its Python int and the float
+    NautilusTrader's `as_double()` gives (`raw / FIXED_SCALAR`, as the objects decode it), the
+    vectorised way where a column fits in 64 bits: the same ints and the same float bits."""
+    from nautilus_trader.model.objects import FIXED_SCALAR
+
+    from data.levels import PackedColumns
+
+    if low_only:
+        raws = [r % 2**64 for r in raws]
+    buf = b"".join(r.to_bytes(16, "little", signed=True) for r in raws)
+    words = np.frombuffer(buf, dtype="<u8").reshape(-1, 2)
+    n = len(raws)
+    packed = PackedColumns(np.zeros(n, np.uint8), np.ones(n, np.uint8), words, words[::-1].copy())
+    actions, sides, got_raws, prices, sizes, size_raws = packed.unpack()
+    assert got_raws == raws and size_raws == raws[::-1]
+    assert [np.float64(p).tobytes() for p in prices] == [np.float64(r / FIXED_SCALAR).tobytes() for r in raws]
+    assert sizes == [r / FIXED_SCALAR for r in raws[::-1]]
+    assert actions == [0] * n and sides == [1] * n and all(type(v) is int for v in got_raws + actions)
 
 
 def test_a_chunk_whose_rows_do_not_match_its_batches_gets_no_columns():
