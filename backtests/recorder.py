@@ -42,6 +42,10 @@ _RECORDED = frozenset((OrderAccepted, OrderFilled, OrderCanceled, OrderExpired, 
 class RecorderConfig(ActorConfig, frozen=True):
     instrument_id: InstrumentId
     strategy_id: StrategyId
+    # Record the SignalData published on the bus. A backtest that replays a precomputed signal
+    # hands the recorder each chunk's rows instead (`record_signals`): one call a chunk rather than
+    # one message a book batch.
+    signal_data: bool = True
 
 
 class RunRecorder(Actor):
@@ -66,11 +70,18 @@ class RunRecorder(Actor):
     def on_start(self) -> None:
         self.subscribe_order_book_deltas(self.instrument_id, book_type=BookType.L2_MBP)
         self.msgbus.subscribe(topic=f"events.order.{self.strategy_id}", handler=self._on_order_event)
-        self.subscribe_data(DataType(SignalData))
+        if self.config.signal_data:
+            self.subscribe_data(DataType(SignalData))
 
     def on_data(self, data) -> None:
         if isinstance(data, SignalData):
             self.signals.append(data.row())
+
+    def record_signals(self, rows: list[tuple]) -> None:
+        """Signal rows (`SignalData.row()`), in the order they are published."""
+        append = self.signals.append
+        for row in rows:
+            append(row)
 
     def on_order_book_deltas(self, deltas) -> None:
         book = self.cache.order_book(self.instrument_id)

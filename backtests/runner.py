@@ -91,7 +91,11 @@ def run_backtest(
     strategy = strategy_cls(strat_cfg)
     strategy.set_action_cost(venue.action_cost)
     engine.add_strategy(strategy)
-    recorder = RunRecorder(RecorderConfig(instrument_id=instrument.id, strategy_id=strategy.id))
+    replayed = precomputed and signal_actor is not None
+    recorder = RunRecorder(RecorderConfig(instrument_id=instrument.id, strategy_id=strategy.id,
+                                          signal_data=not replayed))
+    if replayed:
+        signal_actor.on_rows = recorder.record_signals  # the replay's rows, a chunk at a time
     engine.add_actor(recorder)
     engine.add_actor(CachePurger())
     register_halt_endpoint(engine.kernel.msgbus, engine.kernel.risk_engine)

@@ -25,6 +25,7 @@ import sys
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -268,6 +269,9 @@ class SignalReplayActor(Actor):
         self.data_type = DataType(SignalData)
         self.worker: PrecomputeWorker | None = None
         self._prepared: deque[PlainChunk] = deque()
+        # Who keeps a record of what this actor publishes (a backtest's recorder): handed each
+        # chunk's signal rows at `deliver`, in publication order, instead of subscribing to them.
+        self.on_rows: Callable[[list[tuple]], None] | None = None
 
     def start_worker(self) -> bool:
         """Compute the signal in a forked worker, if the model is one the worker can run without
@@ -293,6 +297,8 @@ class SignalReplayActor(Actor):
         iid = self.precompute.instrument_id
         self.pending.extend(None if row is None else SignalData(iid, *row, batch.ts_event, batch.ts_init)
                             for row, batch in zip(rows, batches, strict=True))
+        if self.on_rows is not None:  # each is the `row()` of the SignalData published for it
+            self.on_rows([(batch.ts_init, *row) for row, batch in zip(rows, batches, strict=True) if row is not None])
 
     def finish(self) -> None:
         """The tape has ended: stop the worker, taking its engine's state into `engine`."""
