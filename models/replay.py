@@ -75,8 +75,9 @@ def plain_chunk(batches: list[OrderBookDeltas], trades: list[TradeTick], columns
             j += 1
         stream.append((BATCH, ts, start, end))
     stream += prints[j:]
-    cols = columns.packed or (columns.actions, columns.sides, columns.raws, columns.prices, columns.sizes,
-                              columns.size_raws)
+    if columns.packed is not None:
+        return PlainChunk(columns.packed, stream)
+    cols = (columns.actions, columns.sides, columns.raws, columns.prices, columns.sizes, columns.size_raws)
     return PlainChunk(cols, stream)
 
 

@@ -512,6 +512,9 @@ def test_packed_raw_values_unpack_to_pythons_ints_and_their_as_double(raws, low_
     assert got_raws == raws and size_raws == raws[::-1]
     assert [np.float64(p).tobytes() for p in prices] == [np.float64(r / FIXED_SCALAR).tobytes() for r in raws]
     assert sizes == [r / FIXED_SCALAR for r in raws[::-1]]
+    if low_only:  # values a Quantity can hold: NautilusTrader's own decoding, the same bits
+        assert [np.float64(p).tobytes() for p in prices] == [
+            np.float64(Quantity.from_raw(r, 16).as_double()).tobytes() for r in raws]
     assert actions == [0] * n and sides == [1] * n and all(type(v) is int for v in got_raws + actions)
 
 
