@@ -57,9 +57,12 @@ TRADE, BATCH = 0, 1
 RESULT_TIMEOUT_S = 600.0  # a worker silent this long is stuck (a chunk takes it well under a second)
 
 
-def plain_chunk(batches: list[OrderBookDeltas], trades: list[TradeTick], columns: DeltaColumns | None) -> PlainChunk:
+def plain_chunk(batches: list[OrderBookDeltas], trades: list[TradeTick], columns: DeltaColumns | None,
+                packed: bool = False) -> PlainChunk:
     """A chunk's `PlainChunk`, from its batches and trades and, where the run has them, its delta
-    columns (decoded from the batches' objects otherwise)."""
+    columns (decoded from the batches' objects otherwise). With `packed`, the columns go as the
+    arrays they were read from where there are any (for another process: cheaper to send); in this
+    process the lists already unpacked from them serve."""
     spans = [columns.span(batch) for batch in batches] if columns is not None else None
     if spans is None or None in spans:
         columns = DeltaColumns.of_batches(batches)
@@ -75,7 +78,7 @@ def plain_chunk(batches: list[OrderBookDeltas], trades: list[TradeTick], columns
             j += 1
         stream.append((BATCH, ts, start, end))
     stream += prints[j:]
-    if columns.packed is not None:
+    if packed and columns.packed is not None:
         return PlainChunk(columns.packed, stream)
     cols = (columns.actions, columns.sides, columns.raws, columns.prices, columns.sizes, columns.size_raws)
     return PlainChunk(cols, stream)
@@ -284,7 +287,7 @@ class SignalReplayActor(Actor):
 
     def prepare(self, batches: list[OrderBookDeltas], trades: list[TradeTick], columns: DeltaColumns | None) -> None:
         """A chunk read from the tape, in tape order, ahead of the engine."""
-        chunk = plain_chunk(batches, trades, columns)
+        chunk = plain_chunk(batches, trades, columns, packed=self.worker is not None)
         if self.worker is not None:
             self.worker.submit(chunk)
         else:
@@ -296,10 +299,11 @@ class SignalReplayActor(Actor):
         if len(rows) != len(batches):
             raise RuntimeError(f"precomputed {len(rows)} signals for a chunk of {len(batches)} book batches")
         iid = self.precompute.instrument_id
-        self.pending.extend(None if row is None else SignalData(iid, *row, batch.ts_event, batch.ts_init)
-                            for row, batch in zip(rows, batches, strict=True))
-        if self.on_rows is not None:  # each is the `row()` of the SignalData published for it
-            self.on_rows([(batch.ts_init, *row) for row, batch in zip(rows, batches, strict=True) if row is not None])
+        signals = [None if row is None else SignalData(iid, *row, batch.ts_event, batch.ts_init)
+                   for row, batch in zip(rows, batches, strict=True)]
+        self.pending.extend(signals)
+        if self.on_rows is not None:  # the rows of the signals published for this chunk, in order
+            self.on_rows([data.row() for data in signals if data is not None])
 
     def finish(self) -> None:
         """The tape has ended: stop the worker, taking its engine's state into `engine`."""
