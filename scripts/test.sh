@@ -25,7 +25,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-[ -x .venv/bin/python ] || python3 -m venv .venv
+# A new .venv takes ~2.6 GB (torch 0.75 GB, NautilusTrader 0.3 GB) and the suite writes a few hundred
+# MB of catalogs under the temp dir. pip's own "No space left on device" names no size, so say it first.
+if [ ! -x .venv/bin/python ]; then
+    free_mb=$(df -Pm . | awk 'NR == 2 {print $4}')
+    if [ "$free_mb" -lt 3500 ]; then
+        echo "scripts/test.sh: warning: ${free_mb} MB free on $(df -P . | awk 'NR == 2 {print $6}'); a new .venv and the suite need about 3.5 GB" >&2
+    fi
+    python3 -m venv .venv
+fi
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
 .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
 

@@ -41,6 +41,9 @@ def test_the_test_command_installs_system_packages_then_lints_and_runs_the_suite
     # sudo records itself, then runs what it was given (apt-get, the recorder above).
     (bin_dir / "sudo").write_text(recorder + 'exec "$@"\n')
     (bin_dir / "id").write_text("#!/bin/sh\necho 1000\n")
+    # A nearly full disk: the script warns with the figure before pip fails for want of space.
+    (bin_dir / "df").write_text("#!/bin/sh\necho 'Filesystem 1048576-blocks Used Available Capacity Mounted on'\n"
+                                "echo '/dev/vda 258048 257760 287 100% /work'\n")
     (bin_dir / "python3").write_text(
         recorder + 'case "$1" in -c) exit 0;; -m) mkdir -p .venv/bin; for t in pip ruff python; do '
         f'cp {bin_dir}/apt-get .venv/bin/$t; done;; esac\n')
@@ -54,6 +57,7 @@ def test_the_test_command_installs_system_packages_then_lints_and_runs_the_suite
     out = subprocess.run(["bash", str(repo / "scripts/test.sh"), "-k", "quick"], cwd=repo, env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+    assert "warning: 287 MB free on /work; a new .venv and the suite need about 3.5 GB" in out.stderr
     log = calls.read_text().splitlines()
     assert log[0] == "python3 -c " + log[0].split(" -c ", 1)[1]  # the version check comes first
     assert "sudo apt-get update -qq" in log
@@ -68,7 +72,7 @@ def _bin_without(tmp_path: Path, *names: str) -> Path:
     """A copy of the commands the script needs from /usr/bin and /bin, without `names`."""
     keep = tmp_path / "sysbin"
     keep.mkdir()
-    for tool in ("bash", "dirname", "basename", "cat", "mkdir", "cp", "env", "sh"):
+    for tool in ("bash", "dirname", "basename", "cat", "mkdir", "cp", "env", "sh", "awk"):
         for base in ("/usr/bin", "/bin"):
             if (Path(base) / tool).exists() and tool not in names:
                 (keep / tool).symlink_to(Path(base) / tool)
