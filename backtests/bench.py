@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
-from backtests.config import load_config
+from backtests.config import as_logged, load_config
 from backtests.sweep import run_sweep
 from backtests.sweep_config import load_sweep
 
@@ -75,7 +75,10 @@ def _measure(mode: str, config_path: str, overrides: dict) -> dict:
 
             # The strategy's own quote size: the instrument's units, and orders the account can pay for.
             size = config.strategy_config().order_size
-            quoter = TouchQuoter(TouchQuoterConfig(instrument_id=instrument.id, order_qty=size, per_instant=False))
+            # Logged as the full run's strategy is (`as_logged`): the floor is NautilusTrader's cost
+            # for the same configuration, not for formatting log lines the full run skips.
+            quoter_config = TouchQuoterConfig(instrument_id=instrument.id, order_qty=size, per_instant=False)
+            quoter = TouchQuoter(as_logged(quoter_config, config.run.log_level))
             engine.add_strategy(quoter)
         t0 = time.perf_counter()
         events = stream(engine, tape, start_ns, end_ns, config.run.chunk_minutes, progress=False)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+from nautilus_trader.config import StrategyConfig
 
 from data.venues import PROFILES, venue_profile
 from strategies.config import ConfigError, MarketMakerConfig, friendly_error, parse_strategy_config
@@ -127,6 +128,16 @@ class BacktestConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
         names one) filled in wherever the file left them unset: what a run actually uses."""
         venue = resolve_venue(self.venue, catalog_meta.get("venue_profile", ""), self.strategy_config())
         return msgspec.structs.replace(self, venue=venue, strategy=resolve_strategy(self.strategy, venue.profile))
+
+
+def as_logged(strategy: StrategyConfig, log_level: str) -> StrategyConfig:
+    """`strategy` as a run at `log_level` runs it. With the run's logging off (bypassed), the
+    strategy does not ask NautilusTrader to log its order commands and events (`log_commands`,
+    `log_events`): the engine formats each such line before its bypassed logger drops it, ~20 us
+    an order on the sample (docs/bench.md). At any level that prints, the strategy's own choice stands."""
+    if log_level != "OFF":
+        return strategy
+    return msgspec.structs.replace(strategy, log_events=False, log_commands=False)
 
 
 def load_toml_file(path: Path, kind: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from nautilus_trader.model.instruments import CurrencyPair
 from nautilus_trader.model.objects import Money
 from tqdm import tqdm
 
-from backtests.config import BacktestConfig
+from backtests.config import BacktestConfig, as_logged
 from backtests.fills.arrival import CommandArrivals
 from backtests.fills.module import QueueFillModule
 from backtests.fills.registry import fill_simulation
@@ -88,7 +88,7 @@ def run_backtest(
     signal_actor = _signal_actor(config, instrument.id) if strat_cfg.use_signal else None
     if signal_actor is not None:
         engine.add_actor(signal_actor)  # before the strategy: a batch's signal is out before it quotes
-    strategy = strategy_cls(strat_cfg)
+    strategy = strategy_cls(as_logged(strat_cfg, config.run.log_level))
     strategy.set_action_cost(venue.action_cost)
     engine.add_strategy(strategy)
     replayed = precomputed and signal_actor is not None

@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pytest
 
-from backtests.config import load_config, parse_config
+from backtests.config import as_logged, load_config, parse_config
 from backtests.runner import run_backtest
+from data.catalog import open_tape
 from data.synth import generate
 from strategies.config import ConfigError
 
@@ -198,3 +200,22 @@ def test_signal_actor_publishes_before_the_strategy_quotes(tape, tmp_path):
     assert sig["fallback_blocks"] == len(result.signals) > 500 and sig["model_blocks"] == 0
     assert sig["trips"]["missing"] >= 1
     assert result.metrics["fill_count"] > 0  # still quoting, on the rule-based fallback
+
+
+def test_with_logging_off_the_strategy_formats_no_order_log_lines(tape, tmp_path):
+    """A run at log level OFF bypasses NautilusTrader's logger, which would still format a line for
+    each order command and event the strategy handles: its strategy runs with `log_commands` and
+    `log_events` off. At a level that prints, the strategy config's own choice stands."""
+    raw = config_for(tape, tmp_path)
+    raw["run"].update(end="+5min")
+    config = parse_config(raw)
+    assert config.run.log_level == "OFF"  # the default
+    result = run_backtest(config, write=False)
+    assert result.metrics["orders_submitted"] > 0
+    run_cfg = result.strategy.config
+    assert (run_cfg.log_commands, run_cfg.log_events) == (False, False)
+    asked = config.resolved(open_tape(tape).meta).strategy_config()  # as the run resolves it
+    assert (asked.log_commands, asked.log_events) == (True, True)  # NautilusTrader's defaults, as asked
+    assert msgspec.structs.replace(run_cfg, log_commands=True, log_events=True) == asked  # nothing else moved
+    for level in ("ERROR", "WARNING", "INFO", "DEBUG"):
+        assert as_logged(asked, level) is asked
