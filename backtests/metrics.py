@@ -176,7 +176,11 @@ def _timeline(tob_ts: np.ndarray, mid: np.ndarray, fills: pd.DataFrame, costs: C
     fee = np.concatenate([pad_t, _fees_in_quote(fills, costs.quote_currency), pad_a])
     cost = np.concatenate([pad_t, np.zeros(n_f), np.full(n_a, costs.action_cost)])
     order = np.lexsort((kind, ts))
-    ts, kind, mid_col, side, px, qty, fee, cost = (a[order] for a in (ts, kind, mid_col, side, px, qty, fee, cost))
+    # One column at a time, each unsorted copy freed as its sorted one is made: a day's timeline is
+    # built when the run's memory peaks.
+    ts, kind, mid_col = ts[order], kind[order], mid_col[order]
+    side, px, qty = side[order], px[order], qty[order]
+    fee, cost = fee[order], cost[order]
     mid_ff = pd.Series(mid_col).ffill().to_numpy()
     if n_f and np.isnan(mid_ff[kind == FILL]).any():
         raise ValueError("a fill happened before any top of book was recorded")
@@ -192,7 +196,7 @@ def _timeline(tob_ts: np.ndarray, mid: np.ndarray, fills: pd.DataFrame, costs: C
     return pd.DataFrame({
         "ts": ts, "kind": kind, "mid": mid_ff, "inventory": inv, "cash": cash,
         "equity": cash + inv * mid_ff - paid, "spread": spread, "inv_pnl": inv_pnl, "fees": fees, "costs": paid,
-    })
+    }, copy=False)
 
 
 def _fees_in_quote(fills: pd.DataFrame, quote_currency: str) -> np.ndarray:
@@ -209,15 +213,16 @@ def _sample(timeline: pd.DataFrame, start_ns: int, end_ns: int, step_ns: int) ->
     if grid[-1] != end_ns:
         grid = np.append(grid, end_ns)
     idx = np.searchsorted(timeline["ts"].to_numpy(np.int64), grid, side="right") - 1
-    cols = ["mid", "inventory", "cash", "equity", "spread", "inv_pnl", "fees", "costs"]
-    out = pd.DataFrame({"ts": grid})
-    for col in cols:
-        values = timeline[col].to_numpy(float)
-        out[col] = np.where(idx >= 0, values[np.clip(idx, 0, None)], 0.0 if col != "mid" else np.nan)
-    out = out.rename(columns={"spread": "pnl_spread_capture", "inv_pnl": "pnl_inventory", "fees": "fees_paid",
-                              "costs": "costs_paid"})
-    out["pnl_total"] = out["equity"]
-    return out
+    before_first, at = idx < 0, np.clip(idx, 0, None)
+    # Columns gathered first and framed once: a frame grown a column at a time copies its block as
+    # it goes, ~3x the equity's size at the end of a day's run, when the run's memory peaks.
+    names = {"mid": "mid", "inventory": "inventory", "cash": "cash", "equity": "equity",
+             "spread": "pnl_spread_capture", "inv_pnl": "pnl_inventory", "fees": "fees_paid", "costs": "costs_paid"}
+    out = {"ts": grid}
+    for col, name in names.items():
+        out[name] = np.where(before_first, np.nan if col == "mid" else 0.0, timeline[col].to_numpy(float)[at])
+    out["pnl_total"] = out["equity"].copy()  # its own column, not a view of the equity
+    return pd.DataFrame(out, copy=False)
 
 
 def _durations(ts: np.ndarray, start_ns: int, end_ns: int) -> np.ndarray:

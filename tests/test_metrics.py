@@ -75,6 +75,23 @@ def test_hand_computed_metrics():
     assert eq.loc[2 * S, "inventory"] == 6 and eq.loc[20 * S, "equity"] == pytest.approx(m["pnl_total"])
 
 
+def test_equity_before_the_first_book_has_no_mid_and_nothing_held():
+    """The equity grid starts at the window's start: samples before the first book have no mid
+    (NaN) and zero for every running total; the columns come out in the order the files keep."""
+    tob, fills, quotes, orders = frames()
+    tob["ts"] += 3 * S  # the first book at 3 s, the first fill at 4 s
+    fills["ts"] += 3 * S
+    eq = compute(tob, fills, quotes, orders, Limits(5.0, 14.0, 1000.0), 0, 20 * S, costs=NO_COSTS).equity
+    assert list(eq.columns) == ["ts", "mid", "inventory", "cash", "equity", "pnl_spread_capture", "pnl_inventory",
+                                "fees_paid", "costs_paid", "pnl_total"]
+    early = eq[eq["ts"] < 3 * S]
+    assert len(early) == 3 and early["mid"].isna().all()
+    assert (early.drop(columns=["ts", "mid"]).to_numpy() == 0.0).all()
+    assert eq.loc[eq["ts"] == 3 * S, "mid"].item() == pytest.approx(1.01)
+    assert eq.loc[eq["ts"] == 5 * S, "fees_paid"].item() == pytest.approx(0.01)
+    assert eq["pnl_total"].equals(eq["equity"])
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     mids=st.lists(st.integers(3000, 5000), min_size=2, max_size=40),
