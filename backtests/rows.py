@@ -17,7 +17,8 @@ class RowBuffer:
         self.columns = list(columns)
         self.dtypes = dtypes or {}
         self.chunk_rows = chunk_rows
-        self._chunks: list[pd.DataFrame] = []
+        # Each chunk as its columns, each with an array of its own (see `frame`).
+        self._chunks: list[dict[str, pd.Series]] = []
         self._rows: list[tuple] = []
         self._count = 0
 
@@ -25,7 +26,7 @@ class RowBuffer:
         self._rows.append(row)
         self._count += 1
         if len(self._rows) >= self.chunk_rows:
-            self._chunks.append(self._frame(self._rows))
+            self._chunks.append(self._split(self._rows))
             self._rows = []
 
     def __len__(self) -> int:
@@ -39,12 +40,38 @@ class RowBuffer:
                                   for name, values in zip(self.columns, zip(*rows, strict=True), strict=True)})
         return frame.astype(self.dtypes) if self.dtypes else frame
 
+    def _split(self, rows: list[tuple]) -> dict[str, pd.Series]:
+        """The rows' frame as its columns, each copied out of the frame's blocks (a frame keeps
+        same-typed columns in one array, which dropping one column would not free)."""
+        frame = self._frame(rows)
+        return {name: frame[name].copy() for name in self.columns}
+
     def frame(self) -> pd.DataFrame:
-        """Every row so far, in the order appended."""
-        parts = [*self._chunks, self._frame(self._rows)]
-        if len(parts) == 1:
-            return parts[0]
-        return pd.concat(parts, ignore_index=True)
+        """Every row so far, in the order appended.
+
+        Where each column has one dtype in every chunk (a recorder's columns do: times, prices,
+        ids), the chunks are joined a column at a time, each chunk's column dropped once it is
+        copied, and the joined columns become the only chunk, shared with the frame read-only (a
+        write into the frame raises rather than changing the record). Joined whole, every chunk
+        and the frame would be held at once: twice a day's rows, at the end of a run, when its
+        memory peaks. Chunks whose dtypes differ (a column all None in one, numbers in another) are
+        joined whole, pandas deciding the dtypes as it always did, and are kept as they were."""
+        parts = [*self._chunks, self._split(self._rows)] if self._rows else list(self._chunks)
+        if not parts:
+            return self._frame([])
+        if len(parts) > 1:
+            dtypes = [{part[name].dtype for part in parts} for name in self.columns]
+            if any(len(kinds) > 1 or not isinstance(next(iter(kinds)), np.dtype) for kinds in dtypes):
+                return pd.concat([pd.DataFrame(part) for part in parts], ignore_index=True)
+            # The remainder joins them: with one dtype a column, where a chunk was cut changes nothing.
+            self._chunks, self._rows = [], []
+            joined = {name: pd.Series(np.concatenate([part.pop(name).to_numpy() for part in parts]), name=name)
+                      for name in self.columns}
+            self._chunks = parts = [joined]
+        if parts[0] is (self._chunks[0] if self._chunks else None):
+            for column in parts[0].values():
+                column.to_numpy().flags.writeable = False
+        return pd.DataFrame(parts[0], copy=False)
 
 
 # A column of one Python type becomes its numpy array directly: pandas would make an object array
