@@ -2,8 +2,8 @@
 
 A day of tape records hundreds of thousands of top-of-book changes, quote changes, actions, order
 rows and signals. As tuples of Python floats each row costs ~150-300 bytes and memory grows with
-the tape; here rows are appended to a small list (fast) that is turned into a DataFrame chunk of
-8-byte columns every `chunk_rows` rows.
+the tape; here rows are appended to a small list (fast) that is turned into a chunk of typed
+columns (8 bytes a number) every `chunk_rows` rows.
 """
 
 from __future__ import annotations
