@@ -121,28 +121,45 @@ def test_a_recording_cut_short_by_the_venue_keeps_what_it_had_and_exits_1(tmp_pa
     assert tape.meta["last_height"] == summary["last_height"]
 
 def test_parity_reports_agreement_pnl_and_latency(tmp_path, busy_catalog):
+    """`flashmm parity` on the localnet: the report's figures are consistent, and the live node does
+    what the backtest says it would.
+
+    The live side runs in real time against a venue on its own clock, so the load on the machine
+    moves it: the block the node first quotes at (the backtest starts there) and which fills follow.
+    Measured on this tape: backtest 7 fills, live 9, all 7 backtest fills matched (7 of the 9 live
+    ones), PnL -0.0345 backtest vs -0.0220 live, on an idle machine and in 3 of 4 runs with two
+    busy cores beside it; with three busy processes, 6 of 7 and 6 of 9; in one CI run of the whole
+    suite, 5 of 7. The bounds allow one miss each way and twice the PnL gap, and a run that falls
+    short is run once more: a broken match or backtest misses in both."""
     config = tmp_path / "parity.toml"
     text = (ROOT / "backtests/configs/parity.toml").read_text()
     text = text.replace('catalog = "../../data/sample"', f'catalog = "{busy_catalog}"')
     text = text.replace('start = "+2min"', 'start = "+10s"').replace('end = "+5min"', 'end = "+100s"')
     config.write_text(text)
-    # Relative paths from the user's working directory, as `flashmm parity` is run by hand.
-    out = subprocess.run([sys.executable, "-m", "app.cli", "parity", "--config", "parity.toml", "--out", "runs",
-                          "--venue", "sei-localnet", "--json"], capture_output=True, text=True, cwd=tmp_path,
-                         timeout=300)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    report = last_json(out.stdout)
-    # Measured (deterministic on this tape: same figures on every run): backtest 7 fills, live 9, all
-    # 7 backtest fills matched (7 of the 9 live ones); PnL -0.0345 backtest vs -0.0220 live. The
-    # bounds allow one more miss each way and twice the PnL gap, no more.
-    assert report["backtest_fills"] >= 5 and report["live_fills"] >= 5
-    assert report["matched_fills"] <= min(report["backtest_fills"], report["live_fills"])
-    assert report["fill_agreement"] >= 0.85
-    assert report["live_fills_matched"] >= 0.7
-    assert abs(report["pnl_difference"]) <= 0.025
-    assert report["pnl_difference"] == pytest.approx(report["pnl_live"] - report["pnl_backtest"])
-    assert report["tick_to_tx_ms_p50"] is not None and report["txs_failed"] == 0
-    assert (tmp_path / report["report_file"]).is_file()
+    reports = []
+    for _ in range(2):
+        # Relative paths from the user's working directory, as `flashmm parity` is run by hand.
+        out = subprocess.run([sys.executable, "-m", "app.cli", "parity", "--config", "parity.toml", "--out", "runs",
+                              "--venue", "sei-localnet", "--json"], capture_output=True, text=True, cwd=tmp_path,
+                             timeout=300)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        report = last_json(out.stdout)
+        reports.append(report)
+        # What holds whatever the timing: the report's own arithmetic, and a live node that traded.
+        assert report["backtest_fills"] >= 5 and report["live_fills"] >= 5, report
+        assert report["matched_fills"] <= min(report["backtest_fills"], report["live_fills"]), report
+        assert report["fill_agreement"] == report["matched_fills"] / report["backtest_fills"], report
+        assert report["pnl_difference"] == pytest.approx(report["pnl_live"] - report["pnl_backtest"])
+        assert report["tick_to_tx_ms_p50"] is not None and report["txs_failed"] == 0, report
+        assert (tmp_path / report["report_file"]).is_file()
+        if (report["fill_agreement"] >= 0.85 and report["live_fills_matched"] >= 0.7
+                and abs(report["pnl_difference"]) <= 0.025):
+            break
+    else:
+        pytest.fail("parity short of the bounds twice: " + "; ".join(
+            f"fills {r['matched_fills']}/{r['backtest_fills']} backtest, {r['live_fills_matched']:.2f} of "
+            f"{r['live_fills']} live, PnL difference {r['pnl_difference']:+.4f}, first order at tape block "
+            f"{r['window']['live_first_order_block']}" for r in reports))
 
 
 def test_parity_matching_by_side_price_block_and_quantity():
