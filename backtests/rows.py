@@ -68,7 +68,7 @@ class RowBuffer:
             joined = {name: pd.Series(np.concatenate([part.pop(name).to_numpy() for part in parts]), name=name)
                       for name in self.columns}
             self._chunks = parts = [joined]
-        if parts[0] is (self._chunks[0] if self._chunks else None):
+        if self._chunks and parts[0] is self._chunks[0]:  # what the buffer keeps: shared read-only
             for column in parts[0].values():
                 column.to_numpy().flags.writeable = False
         return pd.DataFrame(parts[0], copy=False)
